@@ -1,0 +1,173 @@
+"""The YAML configuration, parsed once at start-up into typed, frozen objects.
+
+Look-up order: `--config FILE`, else `$ARCHIVE_CONFIG`, else
+`/etc/archive-daemon/config.yaml`, else the built-in development defaults. The database URL
+is always overridable with `$ARCHIVE_DATABASE_URL`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .confread import ConfigError, Section
+from .keywords import InstrumentProfile, KeywordMap, read_keyword_map, read_profile
+
+SYSTEM_CONFIG = Path("/etc/archive-daemon/config.yaml")
+DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
+
+DEFAULT_INCLUDE = (
+    "*.fits", "*.fit", "*.fts", "*.fits.gz", "*.fit.gz", "*.fts.gz", "*.fits.fz", "*.fz", "*.ccd",
+)
+DEFAULT_EXCLUDE = (".*", "*.tmp", "*.part", "*~")
+
+__all__ = ["Config", "ConfigError", "RootConfig", "load_config", "config_path"]
+
+
+@dataclass(frozen=True)
+class RootConfig:
+    """One watched directory tree; `name` is how the database refers to it."""
+
+    name: str
+    path: Path
+    mode: str = "auto"
+    poll_interval: float = 5.0
+    settle_seconds: float = 10.0
+    include: tuple[str, ...] = DEFAULT_INCLUDE
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+
+
+@dataclass(frozen=True)
+class AccessConfig:
+    proprietary_months: int = 12
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    workers: int = 0
+    batch_size: int = 500
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    database_url: str | None
+    roots: tuple[RootConfig, ...]
+    keywords: KeywordMap
+    instruments: tuple[InstrumentProfile, ...]
+    access: AccessConfig
+    ingest: IngestConfig
+    base_dir: Path
+
+    def root(self, name: str) -> RootConfig:
+        for root in self.roots:
+            if root.name == name:
+                return root
+        known = ", ".join(r.name for r in self.roots) or "none configured"
+        raise ConfigError(f"{self.source}: roots: no root named {name!r} (known: {known})")
+
+    def root_for(self, path: Path) -> tuple[RootConfig, str]:
+        """The configured root holding `path`, and the path relative to it."""
+        path = Path(os.path.abspath(path))
+        for root in sorted(self.roots, key=lambda r: len(str(r.path)), reverse=True):
+            if path == root.path:
+                return root, ""
+            if root.path in path.parents:
+                return root, path.relative_to(root.path).as_posix()
+        raise ConfigError(f"{path} is not under any configured root "
+                          f"(roots in {self.source}: {', '.join(str(r.path) for r in self.roots) or 'none'})")
+
+
+def config_path(explicit: str | None) -> Path | None:
+    """Which file to read, following the documented look-up order (None: built-in defaults)."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("ARCHIVE_CONFIG"):
+        return Path(os.environ["ARCHIVE_CONFIG"])
+    if SYSTEM_CONFIG.exists():
+        return SYSTEM_CONFIG
+    return None
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level: must be a mapping of settings")
+    return data or {}
+
+
+def _merge(defaults: dict, overrides: dict) -> dict:
+    """Mappings merge key by key; anything else (lists included) is replaced whole."""
+    merged = dict(defaults)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_root(section: Section, base_dir: Path) -> RootConfig:
+    path = Path(section.string("path", required=True)).expanduser()
+    root = RootConfig(
+        name=section.string("name", required=True),
+        path=Path(os.path.abspath(base_dir / path)),
+        mode=section.choice("mode", "auto", ("auto", "inotify", "polling")),
+        poll_interval=section.number("poll_interval", 5.0, minimum=0.1),
+        settle_seconds=section.number("settle_seconds", 10.0),
+        include=section.strings("include", DEFAULT_INCLUDE),
+        exclude=section.strings("exclude", DEFAULT_EXCLUDE),
+    )
+    section.done()
+    return root
+
+
+def load_config(explicit: str | None = None) -> Config:
+    """Read, merge with the defaults and validate; raises ConfigError naming the key."""
+    path = config_path(explicit)
+    data = _read_yaml(DEFAULTS_FILE)
+    source = "built-in defaults"
+    base_dir = Path.cwd()
+    if path is not None:
+        data = _merge(data, _read_yaml(path))
+        source = str(path)
+        base_dir = path.resolve().parent
+    top = Section(data, "", source)
+
+    database = top.section("database")
+    url = os.environ.get("ARCHIVE_DATABASE_URL") or database.string("url")
+    database.done()
+    if url is not None and not url.startswith(("postgresql://", "postgres://", "postgresql+psycopg2://")):
+        raise ConfigError(f"{source}: database.url: must be a postgresql:// URL (got {url!r})")
+
+    roots = tuple(_read_root(s, base_dir) for s in top.sections("roots"))
+    names = [r.name for r in roots]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"{source}: roots: the name {name!r} is used twice")
+
+    ingest = top.section("ingest")
+    ingest_config = IngestConfig(workers=ingest.integer("workers", 0), batch_size=ingest.integer("batch_size", 500, 1))
+    ingest.done()
+    access = top.section("access")
+    access_config = AccessConfig(proprietary_months=access.integer("proprietary_months", 12))
+    access.done()
+
+    generic = read_keyword_map(top.section("keywords"), KeywordMap())
+    instruments = tuple(read_profile(s, generic) for s in top.sections("instruments"))
+    top.done()
+    return Config(source=source, database_url=url, roots=roots, keywords=generic,
+                  instruments=instruments, access=access_config, ingest=ingest_config,
+                  base_dir=base_dir)

@@ -1,0 +1,65 @@
+"""Database connections and schema migrations.
+
+Operators write plain `postgresql://` URLs; we pin the driver to psycopg2 here, because
+SQLAlchemy 2.1 would otherwise pick psycopg 3 for that scheme.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+class DatabaseError(Exception):
+    """The database cannot be used as it is; the message says what to do."""
+
+
+def driver_url(url: str) -> str:
+    """The URL with the psycopg2 driver made explicit."""
+    for prefix in ("postgresql+psycopg2://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    raise DatabaseError(f"not a PostgreSQL URL: {url!r}")
+
+
+def create_engine(url: str) -> sa.Engine:
+    return sa.create_engine(driver_url(url), pool_pre_ping=True, future=True)
+
+
+def _alembic(connection: sa.Connection) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: sa.Engine) -> str:
+    """Apply every pending migration; returns the revision the schema is now at."""
+    with engine.begin() as connection:
+        command.upgrade(_alembic(connection), "head")
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def check_schema(engine: sa.Engine) -> None:
+    """Raise DatabaseError unless the schema is at the revision this code expects."""
+    try:
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+            head = ScriptDirectory.from_config(_alembic(connection)).get_current_head()
+    except sa.exc.OperationalError as exc:
+        raise DatabaseError(f"cannot connect to the database: {_first_line(exc)}") from None
+    if current != head:
+        raise DatabaseError(f"the database schema is at revision {current or 'none'}, this version "
+                            f"needs {head}: run `archive-daemon db upgrade`")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(getattr(exc, "orig", exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

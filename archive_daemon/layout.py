@@ -1,0 +1,27 @@
+"""The on-disk layout convention: `YYYY-MM/DD/<instrument>/<file>`, one directory per night."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+_NIGHT = re.compile(r"(?:^|/)(\d{4})-(\d{2})/(\d{2})/([^/]+)/")
+
+
+@dataclass(frozen=True)
+class Placement:
+    night: dt.date | None
+    instrument_dir: str | None
+
+
+def placement(relpath: str) -> Placement:
+    """Night and instrument directory of a file from its path; (None, None) off-layout."""
+    match = _NIGHT.search(relpath)
+    if not match:
+        return Placement(None, None)
+    year, month, day, instrument = match.groups()
+    try:
+        return Placement(dt.date(int(year), int(month), int(day)), instrument)
+    except ValueError:
+        return Placement(None, instrument)

@@ -1,0 +1,142 @@
+"""Sky positions from headers: RA/DEC keywords in any usual form, and WCS footprints.
+
+Everything leaves this module as ICRS degrees. A value that cannot be a position raises
+PositionError: the archive stores no position rather than a wrong one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+
+import astropy.units as u
+from astropy.coordinates import FK4, FK5, ICRS, Angle, SkyCoord
+from astropy.io import fits
+from astropy.time import Time
+from astropy.wcs import WCS
+
+# A footprint larger than this across is a broken WCS, not a real field of view.
+MAX_FOOTPRINT_DEG = 20.0
+_SEXAGESIMAL = re.compile(r"[:hdms\s]")
+_WCS_KEY = re.compile(r"(CTYPE|CRVAL|CRPIX|CDELT|CUNIT|CROTA)[12]$|(CD|PC)[12]_[12]$|PV[12]_\d+$|LONPOLE$|LATPOLE$")
+_UNITS = {"hours": u.hourangle, "degrees": u.deg, "radians": u.rad}
+
+
+class PositionError(ValueError):
+    """A position value that is present but unusable; the message says which and why."""
+
+
+def _angle(value, unit: str, what: str, is_ra: bool) -> float:
+    if isinstance(value, bool):
+        raise PositionError(f"{what} {value!r} is not an angle")
+    if isinstance(value, str):
+        text = value.strip()
+        sexagesimal = bool(_SEXAGESIMAL.search(text.lstrip("+-")))
+        if unit == "auto":
+            unit = "hours" if (sexagesimal and is_ra) else "degrees"
+        try:
+            degrees = Angle(text, unit=_UNITS[unit]).degree if sexagesimal else float(text) * _UNITS[unit].to(u.deg)
+        except (ValueError, u.UnitsError):
+            raise PositionError(f"{what} {text!r} is not an angle") from None
+    elif isinstance(value, (int, float)):
+        degrees = float(value) * _UNITS["degrees" if unit == "auto" else unit].to(u.deg)
+    else:
+        raise PositionError(f"{what} {value!r} is not an angle")
+    if not math.isfinite(degrees):
+        raise PositionError(f"{what} {value!r} is not a finite angle")
+    return degrees
+
+
+def parse_radec(ra_value, dec_value, ra_unit: str = "auto", dec_unit: str = "auto") -> tuple[float, float]:
+    """RA and DEC header values as degrees, range-checked."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # astropy warns about 60-second fields; the value is still right
+        ra = _angle(ra_value, ra_unit, "RA", True)
+        dec = _angle(dec_value, dec_unit, "DEC", False)
+    if not 0.0 <= ra <= 360.0:
+        raise PositionError(f"RA {str(ra_value).strip()!r} is out of range")
+    if not -90.0 <= dec <= 90.0:
+        raise PositionError(f"DEC {str(dec_value).strip()!r} is out of range")
+    return ra % 360.0, dec
+
+
+def _equinox(value) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip().upper().lstrip("JB")
+        try:
+            return float(text)
+        except ValueError:
+            return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def to_icrs(points: list[tuple[float, float]], radesys: str | None, equinox_value) -> tuple[list[tuple[float, float]], str | None]:
+    """Convert positions in the header's reference frame to ICRS; also returns a note or None."""
+    frame = (radesys or "").strip().upper() or None
+    equinox = _equinox(equinox_value)
+    if frame is None:
+        if equinox is None:
+            return points, None
+        frame = "FK4" if equinox < 1984.0 else "FK5"
+    if frame == "ICRS" or (frame == "FK5" and (equinox is None or abs(equinox - 2000.0) < 1e-3)):
+        return points, None
+    if frame not in ("FK4", "FK4-NO-E", "FK5"):
+        return points, f"reference system {frame!r} not understood: position assumed ICRS"
+    if frame == "FK5":
+        source = FK5(equinox=Time(equinox, format="jyear"))
+    else:
+        source = FK4(equinox=Time(equinox or 1950.0, format="byear"))
+    ras, decs = zip(*points)
+    coords = SkyCoord(list(ras) * u.deg, list(decs) * u.deg, frame=source).transform_to(ICRS())
+    converted = [(float(r), float(d)) for r, d in zip(coords.ra.deg, coords.dec.deg)]
+    return converted, f"position converted from {frame} equinox {equinox or 1950.0:g} to ICRS"
+
+
+def wcs_footprint(header: fits.Header) -> tuple[tuple[float, float], list[tuple[float, float]]] | None:
+    """Centre and corners (degrees, in the WCS's own frame) of a celestial image WCS, or None.
+
+    Raises PositionError when the header claims a celestial WCS that does not work.
+    """
+    ctype1 = str(header.get("CTYPE1", "")).upper()
+    ctype2 = str(header.get("CTYPE2", "")).upper()
+    if not (ctype1.startswith("RA--") and ctype2.startswith("DEC-")):
+        return None
+    try:
+        n1, n2 = int(header.get("NAXIS1", 0)), int(header.get("NAXIS2", 0))
+    except (TypeError, ValueError):
+        return None
+    if n1 <= 0 or n2 <= 0:
+        return None
+    # wcslib parses the cards it is given: hand it only the WCS ones, not the whole header.
+    cards = [(k, header[k]) for k in header if k and _WCS_KEY.match(k)]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            wcs = WCS(fits.Header(cards), naxis=2)
+            corners = wcs.calc_footprint(axes=(n1, n2))
+            centre = wcs.all_pix2world([[(n1 + 1) / 2, (n2 + 1) / 2]], 1)[0]
+    except Exception as exc:
+        raise PositionError(f"WCS unusable: {' '.join(str(exc).split())[:120]}") from None
+    points = [(float(r) % 360.0, float(d)) for r, d in corners]
+    if not all(math.isfinite(v) for p in points for v in p) or not all(math.isfinite(v) for v in centre):
+        raise PositionError("WCS gives no finite sky position for the image corners")
+    if max(_separation(centre, p) for p in points) > MAX_FOOTPRINT_DEG / 2:
+        raise PositionError("WCS footprint is implausibly large: ignored")
+    return (float(centre[0]) % 360.0, float(centre[1])), points
+
+
+def _separation(a, b) -> float:
+    ra1, dec1, ra2, dec2 = map(math.radians, (a[0], a[1], b[0], b[1]))
+    cos = math.sin(dec1) * math.sin(dec2) + math.cos(dec1) * math.cos(dec2) * math.cos(ra1 - ra2)
+    return math.degrees(math.acos(max(-1.0, min(1.0, cos))))
+
+
+def spoly_literal(points: list[tuple[float, float]]) -> str:
+    """pgsphere polygon input, in degrees."""
+    return "{" + ",".join(f"({ra!r}d,{dec!r}d)" for ra, dec in points) + "}"

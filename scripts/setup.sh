@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Idempotent set-up shared by scripts/demo and scripts/test: Debian packages that are
+# missing, then a virtualenv in .venv with the pinned dependencies and this package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(postgresql-15 postgresql-15-pgsphere libpq-dev libsystemd-dev pkg-config gcc python3-dev python3-venv)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating virtualenv .venv"
+    "$python" -m venv .venv
+fi
+# Reinstall only when the pins or the package metadata changed.
+stamp=.venv/.archive-installed
+want=$(cat constraints.txt setup.cfg | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "setup: installing Python dependencies (pinned in constraints.txt)"
+    .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+    echo "$want" > "$stamp"
+fi
