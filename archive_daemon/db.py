@@ -54,12 +54,12 @@ def check_schema(engine: sa.Engine) -> None:
             current = MigrationContext.configure(connection).get_current_revision()
             head = ScriptDirectory.from_config(_alembic(connection)).get_current_head()
     except sa.exc.OperationalError as exc:
-        raise DatabaseError(f"cannot connect to the database: {_first_line(exc)}") from None
+        raise DatabaseError(f"cannot connect to the database: {first_line(exc)}") from None
     if current != head:
         raise DatabaseError(f"the database schema is at revision {current or 'none'}, this version "
                             f"needs {head}: run `archive-daemon db upgrade`")
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
     text = str(getattr(exc, "orig", exc)).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,1 @@
+"""Observatory archive: the daemon and everything that writes the database."""

@@ -1,0 +1,150 @@
+"""`archive-daemon`: a thin command line over functions the tests call directly.
+
+Exit status: 0 success, 1 some files could not be archived, 2 usage, configuration or
+database error. Errors a user can cause print one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from . import db, demo
+from .config import Config, ConfigError, load_config
+from .devdb import DevDB, DevDBError
+from .loader import Summary, ingest
+from .progress import Progress
+
+
+class UsageError(Exception):
+    """A command line that cannot be carried out as given."""
+
+
+def database_url(config: Config) -> str:
+    """The configured database, else the embedded one if it is running."""
+    if config.database_url:
+        return config.database_url
+    devdb = DevDB()
+    if devdb.running():
+        return devdb.url()
+    raise db.DatabaseError("no database configured (database.url in the configuration, or "
+                           "$ARCHIVE_DATABASE_URL) and the embedded database is not running: "
+                           "start it with `archive-daemon devdb start`")
+
+
+def ready_engine(config: Config):
+    engine = db.create_engine(database_url(config))
+    db.check_schema(engine)
+    return engine
+
+
+def print_summary(root_name: str, summary: Summary, out=sys.stdout) -> None:
+    failed = len(summary.failed) + len(summary.failed_unchanged)
+    print(f"{root_name}: {summary.new} new, {summary.updated} updated, {summary.unchanged} unchanged, "
+          f"{failed} failed", file=out)
+    for path, reason in summary.failed:
+        print(f"  failed: {path}: {reason}", file=out)
+    for path, reason in summary.failed_unchanged:
+        print(f"  failed (unchanged since the last attempt): {path}: {reason}", file=out)
+    for problem in summary.problems.unreadable:
+        print(f"  unreadable: {problem}", file=out)
+
+
+def cmd_ingest(config: Config, args) -> int:
+    engine = ready_engine(config)
+    by_root: dict[str, list[str]] = {}
+    for raw in args.paths:
+        path = Path(os.path.abspath(raw))
+        if not path.exists():
+            raise UsageError(f"{raw}: no such file or directory")
+        if args.root:
+            root = config.root(args.root)
+            if path != root.path and root.path not in path.parents:
+                raise UsageError(f"{raw} is not under root {root.name} ({root.path})")
+            rel = "" if path == root.path else path.relative_to(root.path).as_posix()
+        else:
+            root, rel = config.root_for(path)
+        by_root.setdefault(root.name, []).append(rel)
+    workers = args.workers if args.workers is not None else (config.ingest.workers or os.cpu_count() or 1)
+    status = 0
+    for name, prefixes in by_root.items():
+        with Progress(f"ingest {name}") as progress:
+            summary = ingest(engine, config, config.root(name), prefixes, workers, progress.advance)
+        print_summary(name, summary)
+        status = status or (0 if summary.ok else 1)
+    return status
+
+
+def cmd_db(config: Config, args) -> int:
+    engine = db.create_engine(database_url(config))
+    print(f"database schema at revision {db.upgrade(engine)}")
+    return 0
+
+
+def cmd_devdb(config: Config, args) -> int:
+    devdb = DevDB()
+    if args.action == "start":
+        url = devdb.start()
+        db.upgrade(db.create_engine(url))
+        print(f"embedded database running: {devdb.status()}")
+    elif args.action == "stop":
+        print("embedded database stopped" if devdb.stop() else "embedded database was not running")
+    elif args.action == "status":
+        print(devdb.status())
+        return 0 if devdb.running() else 3
+    else:
+        url = devdb.url()
+        if url is None:
+            raise UsageError("the embedded database is not initialised: run `archive-daemon devdb start`")
+        print(url)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="archive-daemon", description="Observatory FITS archive.")
+    parser.add_argument("--config", metavar="FILE",
+                        help="configuration file (default: $ARCHIVE_CONFIG, else /etc/archive-daemon/config.yaml)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("ingest", help="load the FITS files under PATHs into the archive")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--root", metavar="NAME", help="the configured root the paths belong to")
+    p.add_argument("--workers", type=int, metavar="N", help="header-reading processes (default: one per core)")
+    p.set_defaults(handler=cmd_ingest)
+
+    p = commands.add_parser("db", help="database schema")
+    p.add_argument("action", choices=["upgrade"])
+    p.set_defaults(handler=cmd_db)
+
+    p = commands.add_parser("devdb", help="the embedded development database under ./var")
+    p.add_argument("action", choices=["start", "stop", "status", "url"])
+    p.set_defaults(handler=cmd_devdb)
+
+    p = commands.add_parser("demo", help="start the embedded database and load the sample data")
+    p.set_defaults(handler=demo.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+        return args.handler(config, args)
+    except (ConfigError, UsageError, db.DatabaseError, DevDBError) as exc:
+        print(f"archive-daemon: error: {exc}", file=sys.stderr)
+        return 2
+    except sa.exc.OperationalError as exc:
+        print(f"archive-daemon: database error: {db.first_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("archive-daemon: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

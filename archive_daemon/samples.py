@@ -1,0 +1,71 @@
+"""Build a night-layout tree of real FITS files from the Lick sample headers.
+
+The samples are primary headers as text (`2019-05_02_shane_r650-hdu0.txt`) plus whole,
+partly broken files. The demo and the tests turn them into what a telescope leaves on a
+mount: `2019-05/02/shane/r650.fits`, full size (the data part is sparse, so it costs no
+disk), with the broken files placed in the nights their names give.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import warnings
+from pathlib import Path
+
+from astropy.io import fits
+
+from .fitsfile import BLOCK, _data_size
+
+_HEADER_NAME = re.compile(r"(\d{4}-\d{2})_(\d{2})_([^_]+)_(.+)-hdu0\.txt$")
+_DATED_NAME = re.compile(r"_(\d{4})_(\d{2})_(\d{2})_(?:(nickel)_)?")
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "lick"
+
+
+def header_file_path(name: str) -> str | None:
+    """Where a `*-hdu0.txt` sample lives in the night layout, or None for other names."""
+    match = _HEADER_NAME.match(name)
+    if not match:
+        return None
+    month, day, instrument, stem = match.groups()
+    return f"{month}/{day}/{instrument}/{stem}.fits"
+
+
+def write_fits(cards: bytes, dest: Path) -> None:
+    """A FITS file from raw 80-column header cards, with a sparse data part of the right size."""
+    header_bytes = cards + b" " * (-len(cards) % BLOCK)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        header = fits.Header.fromstring(re.sub(rb"[^\x20-\x7e]", b"?", cards).decode("ascii"))
+    data = _data_size(header)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest, "wb") as out:
+        out.write(header_bytes)
+        out.truncate(len(header_bytes) + data + (-data % BLOCK))
+
+
+def build_tree(dest: Path, source: Path = SAMPLES) -> list[str]:
+    """Write the sample tree under `dest`; returns the relative paths written."""
+    written = []
+    for sample in sorted(source.iterdir()):
+        rel = header_file_path(sample.name)
+        if rel is not None:
+            lines = [line.ljust(80)[:80] for line in sample.read_bytes().split(b"\n") if line]
+            write_fits(b"".join(lines) + b"END".ljust(80), dest / rel)
+        elif sample.is_file() and sample.suffix in (".fits", ".ccd"):
+            match = _DATED_NAME.search(sample.name)
+            night = f"{match[1]}-{match[2]}/{match[3]}/{match[4] or 'shane'}" if match else "misc"
+            rel = f"{night}/{sample.name}"
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(sample, dest / rel)
+        else:
+            continue
+        written.append(rel)
+    nested = source / "2012-01" / "18" / "shane"
+    for sample in sorted(nested.iterdir()) if nested.is_dir() else []:
+        rel = f"2012-01/18/shane/{sample.name}"
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sample, dest / rel)
+        written.append(rel)
+    return written

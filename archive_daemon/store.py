@@ -1,0 +1,96 @@
+"""Every statement that writes the archive's tables, and the ordered read the scans merge with.
+
+Writes are set-based: a batch of loaded files goes in with one COPY into a temporary
+table and one INSERT ... ON CONFLICT, so a batch costs a few round trips, not one per file.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from typing import Iterator, Sequence
+
+from psycopg2.extras import execute_values
+
+from .watcher import KnownEntry
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+# Columns of a loaded file, in the order rows are built and copied.
+FILE_COLUMNS = (
+    "root", "path", "size", "mtime", "night", "instrument", "telescope", "object", "obs_start",
+    "obs_end", "date_source", "exptime", "frame_type", "filter", "program", "ra", "dec",
+    "footprint", "public_date", "header", "notes",
+)
+_STORED = [c for c in FILE_COLUMNS if c not in ("footprint",)]
+_UPSERT = f"""
+    INSERT INTO files AS f ({", ".join(_STORED)}, footprint, pos)
+    SELECT {", ".join(_STORED)}, archive_spoly(footprint),
+           CASE WHEN ra IS NULL OR dec IS NULL THEN NULL ELSE spoint(radians(ra), radians(dec)) END
+    FROM incoming
+    ON CONFLICT (root, path) DO UPDATE SET
+        {", ".join(f"{c} = excluded.{c}" for c in _STORED[2:])},
+        footprint = excluded.footprint, pos = excluded.pos, ingested_at = now()
+    WHERE (f.size, f.mtime) IS DISTINCT FROM (excluded.size, excluded.mtime)
+"""
+_INCOMING = """
+    CREATE TEMPORARY TABLE IF NOT EXISTS incoming (
+        root text, path text COLLATE "C", size bigint, mtime timestamptz, night date,
+        instrument text, telescope text, object text, obs_start timestamptz, obs_end timestamptz,
+        date_source text, exptime double precision, frame_type text, filter text, program text,
+        ra double precision, dec double precision, footprint text, public_date timestamptz,
+        header text, notes text
+    ) ON COMMIT DELETE ROWS
+"""
+
+
+def mtime_of(mtime_us: int) -> dt.datetime:
+    """An mtime in microseconds as the exact timestamptz it is stored as."""
+    return EPOCH + dt.timedelta(microseconds=mtime_us)
+
+
+def _prefix_clause(prefix: str) -> tuple[str, dict]:
+    if not prefix:
+        return "", {}
+    # '0' follows '/' in byte order: [prefix/, prefix0) is everything below the prefix.
+    return (" AND (path = %(p)s OR (path >= %(below)s AND path < %(after)s))",
+            {"p": prefix, "below": prefix + "/", "after": prefix + "0"})
+
+
+def known_entries(connection, root: str, prefix: str) -> Iterator[KnownEntry]:
+    """Archived and failed files under a prefix, in path byte order, streamed."""
+    clause, params = _prefix_clause(prefix)
+    query = f"""
+        SELECT path, size, floor(extract(epoch FROM mtime) * 1000000)::bigint, NULL::text
+        FROM files WHERE root = %(root)s{clause}
+        UNION ALL
+        SELECT path, size, floor(extract(epoch FROM mtime) * 1000000)::bigint, reason
+        FROM ingest_failures WHERE root = %(root)s{clause}
+        ORDER BY 1
+    """
+    with connection.cursor(name="known_entries") as cursor:
+        cursor.itersize = 20000
+        cursor.execute(query, {"root": root, **params})
+        for path, size, mtime_us, failure in cursor:
+            yield KnownEntry(path, size, mtime_us, failure)
+
+
+def write_batch(connection, rows: Sequence[tuple], failures: Sequence[tuple]) -> None:
+    """Store loaded rows (FILE_COLUMNS order) and failures (root, path, size, mtime, reason)."""
+    with connection.cursor() as cursor:
+        if rows:
+            cursor.execute(_INCOMING)
+            buffer = io.StringIO()
+            csv.writer(buffer).writerows(rows)
+            buffer.seek(0)
+            cursor.copy_expert(f"COPY incoming ({', '.join(FILE_COLUMNS)}) FROM STDIN WITH (FORMAT csv)", buffer)
+            cursor.execute(_UPSERT)
+            cursor.execute("DELETE FROM ingest_failures x USING incoming i WHERE x.root = i.root AND x.path = i.path")
+        if failures:
+            execute_values(cursor, """
+                INSERT INTO ingest_failures AS x (root, path, size, mtime, reason) VALUES %s
+                ON CONFLICT (root, path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime,
+                    reason = excluded.reason, attempts = x.attempts + 1, last_attempt = now()
+            """, failures)
+    connection.commit()
