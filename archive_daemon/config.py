@@ -147,7 +147,8 @@ def load_config(explicit: str | None = None) -> Config:
     top = Section(data, "", source)
 
     database = top.section("database")
-    url = os.environ.get("ARCHIVE_DATABASE_URL") or database.string("url")
+    url = database.string("url")
+    url = os.environ.get("ARCHIVE_DATABASE_URL") or url
     database.done()
     if url is not None and not url.startswith(("postgresql://", "postgres://", "postgresql+psycopg2://")):
         raise ConfigError(f"{source}: database.url: must be a postgresql:// URL (got {url!r})")
