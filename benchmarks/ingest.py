@@ -1,0 +1,171 @@
+"""Ingest speed against the baselines, measured in one run on this machine.
+
+    .venv/bin/python benchmarks/ingest.py --files 10000 [--files 100000 ...]
+
+For each N it writes N realistic files (real Lick headers of 150-210 cards in three
+instruments' styles, sparse data parts) into a night/instrument tree and measures:
+  (a) bare header parsing: astropy `getheader` in one process, no database;
+  (b) `archive-daemon ingest` as a whole process, into PostgreSQL;
+  (c) the peer-archive baseline: `getheader`, an existence query, one INSERT and one
+      commit per file;
+  (d) `archive-daemon ingest` again over the unchanged tree;
+and the peak memory of (b) and (d), the worker processes included.
+(a) and (c) run on a sample of the files (they are per-file loops; their rate does not
+depend on N). Targets: b >= 10 x c, b >= 1.4 x a, d >= 20k files/s, memory flat in N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from astropy.io import fits
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from archive_daemon import db  # noqa: E402
+from archive_daemon.devdb import DevDB  # noqa: E402
+from archive_daemon.fitsfile import BLOCK, _data_size  # noqa: E402
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "lick"
+STYLES = {"shane": "2019-05_02_shane_r650-hdu0.txt", "AO": "2019-04_16_AO_s0545-hdu0.txt",
+          "nickel": "2019-05_24_nickel_d116-hdu0.txt"}
+BASELINE_SAMPLE = 2000
+
+
+def templates() -> dict[str, tuple[bytes, int]]:
+    """Per style: header bytes (padded, with END) and the size of the data part."""
+    out = {}
+    for style, name in STYLES.items():
+        cards = [line.ljust(80)[:80] for line in (SAMPLES / name).read_bytes().split(b"\n") if line]
+        raw = b"".join(cards) + b"END".ljust(80)
+        raw += b" " * (-len(raw) % BLOCK)
+        size = _data_size(fits.Header.fromstring(raw.decode("ascii", "replace")))
+        out[style] = (raw, size + (-size % BLOCK))
+    return out
+
+
+def make_tree(root: Path, n: int) -> list[Path]:
+    """N files, 200 per night and instrument directory, each with its own OBJECT."""
+    styles = templates()
+    paths = []
+    for i in range(n):
+        style = list(styles)[i % 3]
+        raw, data = styles[style]
+        night = f"{2019 + (i // 60000)}-{1 + (i // 5000) % 12:02}/{1 + (i // 200) % 28:02}/{style}"
+        path = root / night / f"r{i:07}.fits"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        at = raw.find(b"OBJECT  = ")
+        body = raw[:at] + f"OBJECT  = 'target {i:<10}'".ljust(80).encode() + raw[at + 80:] if at >= 0 else raw
+        with open(path, "wb") as out:
+            out.write(body)
+            out.truncate(len(body) + data)
+        paths.append(path)
+    return paths
+
+
+def bare_parse(paths: list[Path]) -> float:
+    start = time.perf_counter()
+    for path in paths:
+        fits.getheader(path)
+    return len(paths) / (time.perf_counter() - start)
+
+
+def peer_baseline(url: str, root: Path, paths: list[Path]) -> float:
+    """What peer archives do: header, existence check, insert, commit, one file at a time."""
+    engine = db.create_engine(url)
+    connection = engine.raw_connection()
+    cursor = connection.cursor()
+    start = time.perf_counter()
+    for path in paths:
+        header = fits.getheader(path)
+        rel = path.relative_to(root).as_posix()
+        cursor.execute("SELECT id FROM files WHERE root = %s AND path = %s", ("peer", rel))
+        if cursor.fetchone() is None:
+            st = path.stat()
+            cursor.execute(
+                "INSERT INTO files (root, path, size, mtime, object, header) VALUES (%s, %s, %s, to_timestamp(%s), %s, %s)",
+                ("peer", rel, st.st_size, st.st_mtime, str(header.get("OBJECT")), header.tostring()))
+        connection.commit()
+    rate = len(paths) / (time.perf_counter() - start)
+    connection.close()
+    engine.dispose()
+    return rate
+
+
+def run_ingest(config: Path, url: str, root: Path) -> tuple[float, float, str]:
+    """(files/s, peak MB of the ingest process and its workers, summary line)."""
+    child = ("import json, resource, sys; from archive_daemon.cli import main; code = main(sys.argv[1:]); "
+             "r = resource.getrusage; print(json.dumps([r(resource.RUSAGE_SELF).ru_maxrss, "
+             "r(resource.RUSAGE_CHILDREN).ru_maxrss]), file=sys.stderr); sys.exit(code)")
+    env = {**os.environ, "ARCHIVE_DATABASE_URL": url}
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", child, "--config", str(config), "ingest", str(root)],
+                            capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"ingest failed:\n{result.stdout}\n{result.stderr}")
+    peak_kb = max(json.loads(result.stderr.strip().splitlines()[-1]))
+    return elapsed, peak_kb / 1024, result.stdout.strip().splitlines()[0]
+
+
+def fresh_database(devdb: DevDB, name: str) -> str:
+    base = devdb.url()
+    engine = db.create_engine(base.rsplit("/", 1)[0] + "/postgres")
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    engine.dispose()
+    url = base.rsplit("/", 1)[0] + "/" + name
+    db.upgrade(db.create_engine(url))
+    return url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, action="append", help="tree sizes to measure (default 10000)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="archive-bench-"))
+    os.chmod(work, 0o755)
+    devdb = DevDB(work, fast=True)
+    devdb.start()
+    print(f"machine: {os.cpu_count()} cores; database: PostgreSQL in {work} (fsync off for every contender)")
+    try:
+        for n in args.files or [10000]:
+            root = work / f"tree{n}"
+            started = time.perf_counter()
+            paths = make_tree(root, n)
+            print(f"\n== {n} files ({time.perf_counter() - started:.0f} s to write)")
+            sample = random.Random(1).sample(paths, min(BASELINE_SAMPLE, n))
+            a = bare_parse(sample)
+            url = fresh_database(devdb, f"bench{n}")
+            config = work / f"config{n}.yaml"
+            config.write_text(f"roots:\n  - name: bench\n    path: {root}\n")
+            elapsed, peak_b, line = run_ingest(config, url, root)
+            b = n / elapsed
+            c = peer_baseline(url, root, sample)
+            elapsed_d, peak_d, line_d = run_ingest(config, url, root)
+            d = n / elapsed_d
+            print(f"  {line}\n  {line_d}")
+            print(f"  (a) astropy getheader, 1 process, no database: {a:8.0f} files/s")
+            print(f"  (b) archive-daemon ingest, whole process:      {b:8.0f} files/s  peak {peak_b:.0f} MB")
+            print(f"  (c) peer baseline, one insert+commit per file: {c:8.0f} files/s")
+            print(f"  (d) re-ingest of the unchanged tree:           {d:8.0f} files/s  peak {peak_d:.0f} MB")
+            print(f"  ratios: b/c = {b / c:.1f} (target >= 10)   b/a = {b / a:.2f} (target >= 1.4)")
+            shutil.rmtree(root)
+    finally:
+        devdb.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
