@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import re
 import shutil
-import warnings
 from pathlib import Path
 
-from astropy.io import fits
-
-from .fitsfile import BLOCK, _data_size
+from .fitsfile import BLOCK, Cards, data_size
 
 _HEADER_NAME = re.compile(r"(\d{4}-\d{2})_(\d{2})_([^_]+)_(.+)-hdu0\.txt$")
 _DATED_NAME = re.compile(r"_(\d{4})_(\d{2})_(\d{2})_(?:(nickel)_)?")
@@ -35,10 +32,7 @@ def header_file_path(name: str) -> str | None:
 def write_fits(cards: bytes, dest: Path) -> None:
     """A FITS file from raw 80-column header cards, with a sparse data part of the right size."""
     header_bytes = cards + b" " * (-len(cards) % BLOCK)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        header = fits.Header.fromstring(re.sub(rb"[^\x20-\x7e]", b"?", cards).decode("ascii"))
-    data = _data_size(header)
+    data = data_size(Cards(re.sub(rb"[^\x20-\x7e]", b"?", cards).decode("ascii")))
     dest.parent.mkdir(parents=True, exist_ok=True)
     with open(dest, "wb") as out:
         out.write(header_bytes)

@@ -11,10 +11,10 @@ import re
 import warnings
 
 import astropy.units as u
+import numpy as np
 from astropy.coordinates import FK4, FK5, ICRS, Angle, SkyCoord
-from astropy.io import fits
 from astropy.time import Time
-from astropy.wcs import WCS
+from astropy.wcs import Wcsprm
 
 # A footprint larger than this across is a broken WCS, not a real field of view.
 MAX_FOOTPRINT_DEG = 20.0
@@ -98,10 +98,11 @@ def to_icrs(points: list[tuple[float, float]], radesys: str | None, equinox_valu
     return converted, f"position converted from {frame} equinox {equinox or 1950.0:g} to ICRS"
 
 
-def wcs_footprint(header: fits.Header) -> tuple[tuple[float, float], list[tuple[float, float]]] | None:
+def wcs_footprint(header) -> tuple[tuple[float, float], list[tuple[float, float]]] | None:
     """Centre and corners (degrees, in the WCS's own frame) of a celestial image WCS, or None.
 
-    Raises PositionError when the header claims a celestial WCS that does not work.
+    `header` is a fitsfile.Cards. Raises PositionError when the header claims a celestial
+    WCS that does not work.
     """
     ctype1 = str(header.get("CTYPE1", "")).upper()
     ctype2 = str(header.get("CTYPE2", "")).upper()
@@ -113,22 +114,23 @@ def wcs_footprint(header: fits.Header) -> tuple[tuple[float, float], list[tuple[
         return None
     if n1 <= 0 or n2 <= 0:
         return None
-    # wcslib parses the cards it is given: hand it only the WCS ones, not the whole header.
-    cards = [(k, header[k]) for k in header if k and _WCS_KEY.match(k)]
+    # wcslib parses the card images it is given: the WCS ones only, not the whole header.
+    cards = "".join(header.image(k) for k in header.keys() if _WCS_KEY.match(k))
+    pixels = np.array([[0.5, 0.5], [n1 + 0.5, 0.5], [n1 + 0.5, n2 + 0.5], [0.5, n2 + 0.5],
+                       [(n1 + 1) / 2, (n2 + 1) / 2]])
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            wcs = WCS(fits.Header(cards), naxis=2)
-            corners = wcs.calc_footprint(axes=(n1, n2))
-            centre = wcs.all_pix2world([[(n1 + 1) / 2, (n2 + 1) / 2]], 1)[0]
+        wcs = Wcsprm(header=cards.encode("ascii"), warnings=False)
+        wcs.set()
+        world = wcs.p2s(pixels, 1)["world"]
     except Exception as exc:
         raise PositionError(f"WCS unusable: {' '.join(str(exc).split())[:120]}") from None
-    points = [(float(r) % 360.0, float(d)) for r, d in corners]
-    if not all(math.isfinite(v) for p in points for v in p) or not all(math.isfinite(v) for v in centre):
+    if not np.all(np.isfinite(world)):
         raise PositionError("WCS gives no finite sky position for the image corners")
+    points = [(float(r) % 360.0, float(d)) for r, d in world[:4]]
+    centre = (float(world[4][0]) % 360.0, float(world[4][1]))
     if max(_separation(centre, p) for p in points) > MAX_FOOTPRINT_DEG / 2:
         raise PositionError("WCS footprint is implausibly large: ignored")
-    return (float(centre[0]) % 360.0, float(centre[1])), points
+    return centre, points
 
 
 def _separation(a, b) -> float:

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from archive_daemon import db  # noqa: E402
 from archive_daemon.devdb import DevDB  # noqa: E402
-from archive_daemon.fitsfile import BLOCK, _data_size  # noqa: E402
+from archive_daemon.fitsfile import BLOCK, Cards, data_size  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "lick"
 STYLES = {"shane": "2019-05_02_shane_r650-hdu0.txt", "AO": "2019-04_16_AO_s0545-hdu0.txt",
@@ -49,7 +49,7 @@ def templates() -> dict[str, tuple[bytes, int]]:
         cards = [line.ljust(80)[:80] for line in (SAMPLES / name).read_bytes().split(b"\n") if line]
         raw = b"".join(cards) + b"END".ljust(80)
         raw += b" " * (-len(raw) % BLOCK)
-        size = _data_size(fits.Header.fromstring(raw.decode("ascii", "replace")))
+        size = data_size(Cards(raw.decode("ascii", "replace")))
         out[style] = (raw, size + (-size % BLOCK))
     return out
 
