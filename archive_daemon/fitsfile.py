@@ -47,6 +47,7 @@ class Cards:
 
     def __init__(self, text: str):
         self.text = text
+        self._values: dict = {}
         self._index: dict[str, int] = {}
         for i in range(0, len(text), CARD):
             if text[i + 8:i + 10] == "= ":
@@ -60,14 +61,20 @@ class Cards:
         return self.text[at:at + CARD]
 
     def get(self, key: str, default=None):
+        if key not in self._values:
+            self._values[key] = self._parse(key)
+        value = self._values[key]
+        return default if value is None else value
+
+    def _parse(self, key: str):
         at = self._index.get(key)
         if at is None:
-            return default
+            return None
         try:
             value = fits.Card.fromstring(self.text[at:at + CARD]).value
         except Exception:  # astropy raises assorted errors for cards it cannot parse
-            return default
-        return default if isinstance(value, fits.card.Undefined) else value
+            return None
+        return None if isinstance(value, fits.card.Undefined) else value
 
 
 @dataclass

@@ -58,7 +58,7 @@ def _load_chunk(root: RootConfig, chunk: list[tuple[str, DiskEntry]], config: Co
     results = []
     for kind, entry in chunk:
         try:
-            results.append((kind, entry, load_row(root, entry, config), None))
+            results.append((kind, entry, store.csv_line(load_row(root, entry, config)), None))
         except BadFile as exc:
             results.append((kind, entry, None, str(exc)))
         except Exception as exc:  # a bug must cost one file, never the run
@@ -94,7 +94,7 @@ def _chunks(items: Iterator, size: int, gate: threading.Semaphore | None) -> Ite
 
 def load_entries(root: RootConfig, todo: Iterator[tuple[str, DiskEntry]], config: Config,
                  workers: int) -> Iterator[tuple]:
-    """(kind, entry, row or None, failure reason or None) for each file, in any order."""
+    """(kind, entry, COPY line or None, failure reason or None) for each file, in any order."""
     if workers <= 1:
         for chunk in _chunks(todo, CHUNK, None):
             yield from _load_chunk(root, chunk, config)
@@ -130,18 +130,18 @@ def ingest(engine, config: Config, root: RootConfig, prefixes: Iterable[str], wo
                         yield kind, entry
             dbapi.rollback()
 
-    rows, failures = [], []
+    lines, failures = [], []
     with engine.connect() as writing:
         dbapi = writing.connection.dbapi_connection
 
         def flush():
-            store.write_batch(dbapi, rows, failures)
-            rows.clear()
+            store.write_batch(dbapi, lines, failures)
+            lines.clear()
             failures.clear()
 
-        for kind, entry, row, reason in load_entries(root, todo(), config, workers):
-            if row is not None:
-                rows.append(row)
+        for kind, entry, line, reason in load_entries(root, todo(), config, workers):
+            if line is not None:
+                lines.append(line)
                 if kind == "changed":
                     summary.updated += 1
                 else:
@@ -150,7 +150,7 @@ def ingest(engine, config: Config, root: RootConfig, prefixes: Iterable[str], wo
                 failures.append((root.name, entry.path, entry.size, store.mtime_of(entry.mtime_us), reason))
                 summary.failed.append((entry.path, reason))
             on_progress(1)
-            if len(rows) + len(failures) >= config.ingest.batch_size:
+            if len(lines) + len(failures) >= config.ingest.batch_size:
                 flush()
         flush()
     return summary

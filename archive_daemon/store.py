@@ -40,7 +40,7 @@ _INCOMING = """
         instrument text, telescope text, object text, obs_start timestamptz, obs_end timestamptz,
         date_source text, exptime double precision, frame_type text, filter text, program text,
         ra double precision, dec double precision, footprint text, public_date timestamptz,
-        header text, notes text
+        header text COMPRESSION lz4, notes text
     ) ON COMMIT DELETE ROWS
 """
 
@@ -76,15 +76,20 @@ def known_entries(connection, root: str, prefix: str) -> Iterator[KnownEntry]:
             yield KnownEntry(path, size, mtime_us, failure)
 
 
-def write_batch(connection, rows: Sequence[tuple], failures: Sequence[tuple]) -> None:
-    """Store loaded rows (FILE_COLUMNS order) and failures (root, path, size, mtime, reason)."""
+def csv_line(row: tuple) -> str:
+    """One row (FILE_COLUMNS order) as a COPY line; built where the row is, so in parallel."""
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(row)
+    return buffer.getvalue()
+
+
+def write_batch(connection, lines: Sequence[str], failures: Sequence[tuple]) -> None:
+    """Store loaded files (csv_line lines) and failures (root, path, size, mtime, reason)."""
     with connection.cursor() as cursor:
-        if rows:
+        if lines:
             cursor.execute(_INCOMING)
-            buffer = io.StringIO()
-            csv.writer(buffer).writerows(rows)
-            buffer.seek(0)
-            cursor.copy_expert(f"COPY incoming ({', '.join(FILE_COLUMNS)}) FROM STDIN WITH (FORMAT csv)", buffer)
+            cursor.copy_expert(f"COPY incoming ({', '.join(FILE_COLUMNS)}) FROM STDIN WITH (FORMAT csv)",
+                               io.StringIO("".join(lines)))
             cursor.execute(_UPSERT)
             cursor.execute("DELETE FROM ingest_failures x USING incoming i WHERE x.root = i.root AND x.path = i.path")
         if failures:
