@@ -133,13 +133,17 @@ def _read_header_bytes(stream, what: str) -> bytes | None:
                 return b"".join(blocks)[: (len(blocks) - 1) * BLOCK + i + CARD]
 
 
+def printable(raw: bytes) -> str:
+    """Header bytes as text, each non-printable byte replaced by '?' (card columns stay put)."""
+    return _NOT_PRINTABLE.sub(b"?", raw).decode("ascii")
+
+
 def _parse(raw: bytes, notes: list[str], what: str) -> Cards:
-    text = _NOT_PRINTABLE.sub(b"?", raw).decode("ascii")
     if what == "primary" and (raw[CARD:CARD + 8] != b"BITPIX  " or raw[2 * CARD:2 * CARD + 8] != b"NAXIS   "):
         notes.append("primary header: BITPIX and NAXIS are not the second and third cards (not standard FITS)")
-    if len(text) != len(raw) or text.encode() != raw:
+    if _NOT_PRINTABLE.search(raw):
         notes.append(f"{what} header: non-printable characters replaced by '?'")
-    return Cards(text)
+    return Cards(printable(raw))
 
 
 def data_size(header: Cards) -> int:
@@ -207,7 +211,7 @@ def read_headers(path: str) -> HeaderSet:
             if stream.read(9) != b"XTENSION=":
                 notes.append(f"{size - padded_end} bytes after the primary data are not a FITS extension")
             stream.seek(header_end)
-        texts = [raw]
+        texts = [primary.text]
         extension = None
         if data == 0 and primary.get("EXTEND") is True:
             try:
@@ -220,11 +224,10 @@ def read_headers(path: str) -> HeaderSet:
                 ext_raw = None
             if ext_raw is not None and ext_raw.startswith(b"XTENSION="):
                 extension = _parse(ext_raw, notes, "first extension")
-                texts.append(ext_raw)
+                texts.append(extension.text)
                 if extension.get("ZIMAGE") is True:
                     try:
                         extension = _compressed_image_header(path)
                     except Exception as exc:
                         notes.append(f"compressed image header unreadable: {exc}")
-    text = _NOT_PRINTABLE.sub(b"?", b"".join(texts)).decode("ascii")
-    return HeaderSet(primary, extension, text, notes)
+    return HeaderSet(primary, extension, "".join(texts), notes)

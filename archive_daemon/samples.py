@@ -12,7 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
-from .fitsfile import BLOCK, Cards, data_size
+from .fitsfile import BLOCK, Cards, data_size, printable
 
 _HEADER_NAME = re.compile(r"(\d{4}-\d{2})_(\d{2})_([^_]+)_(.+)-hdu0\.txt$")
 _DATED_NAME = re.compile(r"_(\d{4})_(\d{2})_(\d{2})_(?:(nickel)_)?")
@@ -32,7 +32,7 @@ def header_file_path(name: str) -> str | None:
 def write_fits(cards: bytes, dest: Path) -> None:
     """A FITS file from raw 80-column header cards, with a sparse data part of the right size."""
     header_bytes = cards + b" " * (-len(cards) % BLOCK)
-    data = data_size(Cards(re.sub(rb"[^\x20-\x7e]", b"?", cards).decode("ascii")))
+    data = data_size(Cards(printable(cards)))
     dest.parent.mkdir(parents=True, exist_ok=True)
     with open(dest, "wb") as out:
         out.write(header_bytes)
