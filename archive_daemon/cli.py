@@ -61,13 +61,7 @@ def cmd_ingest(config: Config, args) -> int:
         path = Path(os.path.abspath(raw))
         if not path.exists():
             raise UsageError(f"{raw}: no such file or directory")
-        if args.root:
-            root = config.root(args.root)
-            if path != root.path and root.path not in path.parents:
-                raise UsageError(f"{raw} is not under root {root.name} ({root.path})")
-            rel = "" if path == root.path else path.relative_to(root.path).as_posix()
-        else:
-            root, rel = config.root_for(path)
+        root, rel = config.root_for(path, args.root)
         by_root.setdefault(root.name, []).append(rel)
     workers = args.workers if args.workers is not None else (config.ingest.workers or os.cpu_count() or 1)
     status = 0

@@ -69,14 +69,18 @@ class Config:
         known = ", ".join(r.name for r in self.roots) or "none configured"
         raise ConfigError(f"{self.source}: roots: no root named {name!r} (known: {known})")
 
-    def root_for(self, path: Path) -> tuple[RootConfig, str]:
-        """The configured root holding `path`, and the path relative to it."""
+    def root_for(self, path: Path, name: str | None = None) -> tuple[RootConfig, str]:
+        """The configured root holding `path` (the one called `name`, if given), and the
+        path relative to it."""
         path = Path(os.path.abspath(path))
-        for root in sorted(self.roots, key=lambda r: len(str(r.path)), reverse=True):
+        candidates = [self.root(name)] if name else sorted(self.roots, key=lambda r: len(str(r.path)), reverse=True)
+        for root in candidates:
             if path == root.path:
                 return root, ""
             if root.path in path.parents:
                 return root, path.relative_to(root.path).as_posix()
+        if name:
+            raise ConfigError(f"{path} is not under root {name} ({candidates[0].path})")
         raise ConfigError(f"{path} is not under any configured root "
                           f"(roots in {self.source}: {', '.join(str(r.path) for r in self.roots) or 'none'})")
 
