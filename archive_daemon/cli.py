@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from . import db, demo
 from .config import Config, ConfigError, load_config
 from .devdb import DevDB, DevDBError
-from .loader import Summary, ingest
+from .loader import ingest
 from .progress import Progress
 
 
@@ -42,18 +42,6 @@ def ready_engine(config: Config):
     return engine
 
 
-def print_summary(root_name: str, summary: Summary, out=sys.stdout) -> None:
-    failed = len(summary.failed) + len(summary.failed_unchanged)
-    print(f"{root_name}: {summary.new} new, {summary.updated} updated, {summary.unchanged} unchanged, "
-          f"{failed} failed", file=out)
-    for path, reason in summary.failed:
-        print(f"  failed: {path}: {reason}", file=out)
-    for path, reason in summary.failed_unchanged:
-        print(f"  failed (unchanged since the last attempt): {path}: {reason}", file=out)
-    for problem in summary.problems.unreadable:
-        print(f"  unreadable: {problem}", file=out)
-
-
 def cmd_ingest(config: Config, args) -> int:
     engine = ready_engine(config)
     by_root: dict[str, list[str]] = {}
@@ -63,12 +51,12 @@ def cmd_ingest(config: Config, args) -> int:
             raise UsageError(f"{raw}: no such file or directory")
         root, rel = config.root_for(path, args.root)
         by_root.setdefault(root.name, []).append(rel)
-    workers = args.workers if args.workers is not None else (config.ingest.workers or os.cpu_count() or 1)
+    workers = args.workers if args.workers is not None else config.ingest.worker_count
     status = 0
     for name, prefixes in by_root.items():
         with Progress(f"ingest {name}") as progress:
             summary = ingest(engine, config, config.root(name), prefixes, workers, progress.advance)
-        print_summary(name, summary)
+        summary.report(name)
         status = status or (0 if summary.ok else 1)
     return status
 

@@ -47,8 +47,12 @@ class AccessConfig:
 
 @dataclass(frozen=True)
 class IngestConfig:
-    workers: int = 0
+    workers: int = 0  # 0: one per core
     batch_size: int = 500
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

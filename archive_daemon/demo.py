@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import sqlalchemy as sa
 
 from . import db, samples
@@ -34,8 +32,6 @@ _CONE = """
 
 def run(_config, _args) -> int:
     """Load the samples into the embedded database and show what is there."""
-    from .cli import print_summary
-
     devdb = DevDB()
     url = devdb.start()
     engine = db.create_engine(url)
@@ -47,9 +43,9 @@ def run(_config, _args) -> int:
     config = load_config(str(config_file))
     root = config.root("lick")
     with Progress("ingest lick") as progress:
-        summary = ingest(engine, config, root, [""], os.cpu_count() or 1, progress.advance)
+        summary = ingest(engine, config, root, [""], config.ingest.worker_count, progress.advance)
     print(f"\nSample tree: {len(written)} files in {root.path}")
-    print_summary("lick", summary)
+    summary.report("lick")
     with engine.connect() as connection:
         total, failures = connection.execute(sa.text(
             "SELECT (SELECT count(*) FROM files), (SELECT count(*) FROM ingest_failures)")).one()

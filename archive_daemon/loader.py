@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
@@ -37,6 +38,19 @@ class Summary:
     @property
     def ok(self) -> bool:
         return not (self.failed or self.failed_unchanged or self.problems.unreadable)
+
+    def report(self, root_name: str, out=None) -> None:
+        """The summary line, then one line per file that is not archived."""
+        out = out or sys.stdout
+        failed = len(self.failed) + len(self.failed_unchanged)
+        print(f"{root_name}: {self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
+              f"{failed} failed", file=out)
+        for path, reason in self.failed:
+            print(f"  failed: {path}: {reason}", file=out)
+        for path, reason in self.failed_unchanged:
+            print(f"  failed (unchanged since the last attempt): {path}: {reason}", file=out)
+        for problem in self.problems.unreadable:
+            print(f"  unreadable: {problem}", file=out)
 
 
 def load_row(root: RootConfig, entry: DiskEntry, config: Config) -> tuple:
