@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 from .fitsfile import BLOCK, Cards, data_size, printable
 
@@ -39,27 +40,36 @@ def write_fits(cards: bytes, dest: Path) -> None:
         out.truncate(len(header_bytes) + data + (-data % BLOCK))
 
 
-def build_tree(dest: Path, source: Path = SAMPLES) -> list[str]:
-    """Write the sample tree under `dest`; returns the relative paths written."""
-    written = []
+def _placements(source: Path) -> Iterator[tuple[str, Path]]:
+    """(path in the night layout, sample file) for every sample that belongs in the tree."""
     for sample in sorted(source.iterdir()):
         rel = header_file_path(sample.name)
         if rel is not None:
-            lines = [line.ljust(80)[:80] for line in sample.read_bytes().split(b"\n") if line]
-            write_fits(b"".join(lines) + b"END".ljust(80), dest / rel)
+            yield rel, sample
         elif sample.is_file() and sample.suffix in (".fits", ".ccd"):
             match = _DATED_NAME.search(sample.name)
             night = f"{match[1]}-{match[2]}/{match[3]}/{match[4] or 'shane'}" if match else "misc"
-            rel = f"{night}/{sample.name}"
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(sample, dest / rel)
-        else:
-            continue
-        written.append(rel)
+            yield f"{night}/{sample.name}", sample
     nested = source / "2012-01" / "18" / "shane"
     for sample in sorted(nested.iterdir()) if nested.is_dir() else []:
-        rel = f"2012-01/18/shane/{sample.name}"
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(sample, dest / rel)
-        written.append(rel)
-    return written
+        yield f"2012-01/18/shane/{sample.name}", sample
+
+
+def build_tree(dest: Path, source: Path = SAMPLES) -> list[str]:
+    """Write the sample tree under `dest`; returns its relative paths.
+
+    Files already there are kept as they are, so loading a rebuilt tree again finds
+    nothing changed.
+    """
+    placed = []
+    for rel, sample in _placements(source):
+        target = dest / rel
+        if not target.exists():
+            if header_file_path(sample.name) is not None:
+                lines = [line.ljust(80)[:80] for line in sample.read_bytes().split(b"\n") if line]
+                write_fits(b"".join(lines) + b"END".ljust(80), target)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(sample, target)
+        placed.append(rel)
+    return placed
