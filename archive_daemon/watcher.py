@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -87,7 +88,7 @@ def _walk(directory: str, rel: str, accept, keep_dir, problems: ScanProblems) ->
             st = entry.stat()
         except OSError:
             continue  # vanished between listing and stat: the next scan settles it
-        if not (st.st_mode & 0o170000) == 0o100000:
+        if not stat.S_ISREG(st.st_mode):
             continue
         yield DiskEntry(rel + entry.name, st.st_size, st.st_mtime_ns // 1000)
 

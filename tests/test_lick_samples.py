@@ -7,7 +7,6 @@ DEC as sexagesimal degrees, times in UTC, FK5 positions of date precessed to ICR
 import datetime as dt
 
 import pytest
-import sqlalchemy as sa
 
 from conftest import failures, rows
 
@@ -171,17 +170,11 @@ def test_instrument_profiles_set_telescope_and_ignore_software_names_as_programs
 
 def test_cone_search_uses_pgsphere(sample_archive):
     engine, _, _ = sample_archive
-    with engine.connect() as connection:
-        found = connection.execute(sa.text(
-            "SELECT path FROM files WHERE pos <@ scircle(spoint(radians(185.734), radians(15.826)), radians(0.01))"
-        )).scalars().all()
-    assert found == ["2019-05/02/shane/r650.fits"]
+    cone = "pos <@ scircle(spoint(radians(185.734), radians(15.826)), radians(0.01))"
+    assert list(rows(engine, cone)) == ["2019-05/02/shane/r650.fits"]
 
 
 def test_footprint_answers_which_images_cover_a_point(sample_archive):
     engine, _, _ = sample_archive
-    with engine.connect() as connection:
-        covering = connection.execute(sa.text(
-            "SELECT path FROM files WHERE spoint(radians(217.7646), radians(28.00996)) @ footprint"
-        )).scalars().all()
-    assert covering == ["2019-05/24/nickel/d116.fits"]
+    covering = "spoint(radians(217.7646), radians(28.00996)) @ footprint"
+    assert list(rows(engine, covering)) == ["2019-05/24/nickel/d116.fits"]
