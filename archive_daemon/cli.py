@@ -70,8 +70,7 @@ def cmd_db(config: Config, args) -> int:
 def cmd_devdb(config: Config, args) -> int:
     devdb = DevDB()
     if args.action == "start":
-        url = devdb.start()
-        db.upgrade(db.create_engine(url))
+        devdb.start()
         print(f"embedded database running: {devdb.status()}")
     elif args.action == "stop":
         print("embedded database stopped" if devdb.stop() else "embedded database was not running")

@@ -32,10 +32,7 @@ _CONE = """
 
 def run(_config, _args) -> int:
     """Load the samples into the embedded database and show what is there."""
-    devdb = DevDB()
-    url = devdb.start()
-    engine = db.create_engine(url)
-    db.upgrade(engine)
+    engine = db.create_engine(DevDB().start())
     demo_dir = default_var_dir() / "demo"
     written = samples.build_tree(demo_dir / "data")
     config_file = demo_dir / "config.yaml"

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import psycopg2
 
+from . import db
+
 DATABASE = "archive"
 SUPERUSER = "archive"
 
@@ -163,7 +165,7 @@ class DevDB:
                 and self._run("pg_ctl", "status", "-D", str(self.data_dir), check=False).returncode == 0)
 
     def start(self) -> str:
-        """Initialise if needed, start if stopped, create the database; returns its URL."""
+        """Initialise if needed, start if stopped, create and migrate the database; returns its URL."""
         state = self._state() if (self.data_dir / "PG_VERSION").exists() else None
         if state is None:
             state = self._init()
@@ -177,6 +179,11 @@ class DevDB:
             self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir), "-l", str(self.log_file),
                       "-o", f"-p {state['port']}")
         self._create_database(state)
+        engine = db.create_engine(self.url())
+        try:
+            db.upgrade(engine)
+        finally:
+            engine.dispose()
         return self.url()
 
     def _create_database(self, state: dict) -> None:

@@ -25,11 +25,7 @@ def cluster():
     base = Path(tempfile.mkdtemp(prefix="archive-test-"))
     os.chmod(base, 0o755)
     devdb = DevDB(base, fast=True)
-    url = devdb.start()
-    engine = db.create_engine(url)
-    db.upgrade(engine)
-    engine.dispose()
-    yield url
+    yield devdb.start()
     devdb.stop()
     shutil.rmtree(base, ignore_errors=True)
 
