@@ -71,7 +71,7 @@ def cmd_devdb(config: Config, args) -> int:
     devdb = DevDB()
     if args.action == "start":
         devdb.start()
-        print(f"embedded database running: {devdb.status()}")
+        print(f"embedded database {devdb.status()}")
     elif args.action == "stop":
         print("embedded database stopped" if devdb.stop() else "embedded database was not running")
     elif args.action == "status":
