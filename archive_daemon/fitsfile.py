@@ -23,6 +23,10 @@ _END = b"END" + b" " * 77
 _PRINTABLE = bytes(range(0x20, 0x7F))
 _NOT_PRINTABLE = re.compile(rb"[^\x20-\x7e]")
 _KEYWORD = re.compile(rb"[A-Z0-9_-]{1,8} *(= |$)")
+# The value forms nearly every card uses (columns 11-80): a quoted string, T/F, an integer,
+# a real. Anything else (complex values, odd spacing) goes to astropy's full parser.
+_COMMENTARY = ("COMMENT ", "HISTORY ", "        ")  # text cards even when column 9 holds '='
+_VALUE = re.compile(r" *(?:'((?:[^']|'')*)'|([TF])|([+-]?\d+)|([+-]?(?:\d+\.?\d*|\.\d+)(?:[EeDd][+-]?\d+)?)) *(?:/.*)?$")
 _MAGIC = {
     b"\xff\xd8\xff": "a JPEG image",
     b"\x89PNG": "a PNG image",
@@ -39,19 +43,20 @@ class BadFile(Exception):
 
 
 class Cards:
-    """One header's 80-column cards, indexed by keyword; astropy parses a value when asked.
+    """One header's 80-column cards, indexed by keyword; a value is parsed when asked.
 
     Building an astropy Header parses every card; an archive needs a dozen values from
-    headers of two hundred cards, so we index the card images and parse only those.
+    headers of two hundred cards, so we index the card images and parse only those. The
+    usual value forms are parsed here, ten times faster than astropy's Card; the rest by it.
     """
 
     def __init__(self, text: str):
         self.text = text
         self._values: dict = {}
-        self._index: dict[str, int] = {}
-        for i in range(0, len(text), CARD):
-            if text[i + 8:i + 10] == "= ":
-                self._index.setdefault(text[i:i + 8].rstrip(), i)
+        # Built backwards so that a keyword given twice keeps its first card, as astropy does.
+        self._index: dict[str, int] = {
+            text[i:i + 8].rstrip(): i for i in range(len(text) - CARD, -1, -CARD)
+            if text[i + 8:i + 10] == "= " and text[i:i + 8] not in _COMMENTARY}
 
     def keys(self):
         return self._index.keys()
@@ -70,6 +75,18 @@ class Cards:
         at = self._index.get(key)
         if at is None:
             return None
+        match = _VALUE.match(self.text, at + 10, at + CARD)
+        if match:
+            text, logical, integer, real = match.groups()
+            if text is not None:
+                return text.replace("''", "'").rstrip()
+            if logical is not None:
+                return logical == "T"
+            if integer is not None:
+                return int(integer)
+            if real is not None:
+                return float(real.replace("D", "E").replace("d", "e"))
+            return None  # no value: undefined
         try:
             value = fits.Card.fromstring(self.text[at:at + CARD]).value
         except Exception:  # astropy raises assorted errors for cards it cannot parse
@@ -143,7 +160,8 @@ def _parse(raw: bytes, notes: list[str], what: str) -> Cards:
         notes.append("primary header: BITPIX and NAXIS are not the second and third cards (not standard FITS)")
     if _NOT_PRINTABLE.search(raw):
         notes.append(f"{what} header: non-printable characters replaced by '?'")
-    return Cards(printable(raw))
+        return Cards(printable(raw))
+    return Cards(raw.decode("ascii"))
 
 
 def data_size(header: Cards) -> int:

@@ -19,7 +19,7 @@ from . import access, store
 from .config import Config, RootConfig
 from .fitsfile import BadFile, read_headers
 from .fitsmeta import extract
-from .skypos import spoly_literal
+from .skypos import spoint_literal, spoly_literal
 from .watcher import DiskEntry, ScanProblems, diff, name_filter, scan
 
 CHUNK = 32            # files per task sent to a worker process
@@ -62,6 +62,7 @@ def load_row(root: RootConfig, entry: DiskEntry, config: Config) -> tuple:
         root.name, entry.path, entry.size, mtime, meta.night, meta.instrument, meta.telescope,
         meta.object, meta.obs_start, meta.obs_end, meta.date_source, meta.exptime, meta.frame_type,
         meta.filter, meta.program, meta.ra, meta.dec,
+        None if meta.ra is None or meta.dec is None else spoint_literal(meta.ra, meta.dec),
         spoly_literal(meta.footprint) if meta.footprint else None,
         access.public_date(meta.night, mtime, config.access), headers.text,
         "; ".join(meta.notes) or None,
@@ -72,7 +73,7 @@ def _load_chunk(root: RootConfig, chunk: list[tuple[str, DiskEntry]], config: Co
     results = []
     for kind, entry in chunk:
         try:
-            results.append((kind, entry, store.csv_line(load_row(root, entry, config)), None))
+            results.append((kind, entry, store.copy_line(load_row(root, entry, config)), None))
         except BadFile as exc:
             results.append((kind, entry, None, str(exc)))
         except Exception as exc:  # a bug must cost one file, never the run
@@ -144,18 +145,20 @@ def ingest(engine, config: Config, root: RootConfig, prefixes: Iterable[str], wo
                         yield kind, entry
             dbapi.rollback()
 
-    lines, failures = [], []
+    lines, failures, kinds = [], [], set()
     with engine.connect() as writing:
         dbapi = writing.connection.dbapi_connection
 
         def flush():
-            store.write_batch(dbapi, lines, failures)
+            store.write_batch(dbapi, lines, failures, all_new=kinds == {"new"})
             lines.clear()
             failures.clear()
+            kinds.clear()
 
         for kind, entry, line, reason in load_entries(root, todo(), config, workers):
             if line is not None:
                 lines.append(line)
+                kinds.add(kind)
                 if kind == "changed":
                     summary.updated += 1
                 else:

@@ -19,12 +19,24 @@ from astropy.wcs import Wcsprm
 # A footprint larger than this across is a broken WCS, not a real field of view.
 MAX_FOOTPRINT_DEG = 20.0
 _SEXAGESIMAL = re.compile(r"[:hdms\s]")
+# "12:34:56.7", "-05 09 56": the forms headers nearly always use, read without astropy's
+# general angle grammar (~50 us a value); anything else (12h34m, radians...) goes to it.
+_PLAIN_DMS = re.compile(r"([+-]?)(\d{1,3})(?::|\s+)(\d{1,2})(?::|\s+)(\d{1,2}(?:\.\d*)?)")
 _WCS_KEY = re.compile(r"(CTYPE|CRVAL|CRPIX|CDELT|CUNIT|CROTA)[12]$|(CD|PC)[12]_[12]$|PV[12]_\d+$|LONPOLE$|LATPOLE$")
 _UNITS = {"hours": u.hourangle, "degrees": u.deg, "radians": u.rad}
 
 
 class PositionError(ValueError):
     """A position value that is present but unusable; the message says which and why."""
+
+
+def _sexagesimal(text: str, unit: str) -> float:
+    plain = _PLAIN_DMS.fullmatch(text)
+    if plain and unit != "radians" and int(plain[3]) < 60 and float(plain[4]) < 60:
+        sign, whole, minutes, seconds = plain.groups()
+        value = int(whole) + int(minutes) / 60 + float(seconds) / 3600
+        return (-value if sign == "-" else value) * (15.0 if unit == "hours" else 1.0)
+    return Angle(text, unit=_UNITS[unit]).degree
 
 
 def _angle(value, unit: str, what: str, is_ra: bool) -> float:
@@ -36,7 +48,7 @@ def _angle(value, unit: str, what: str, is_ra: bool) -> float:
         if unit == "auto":
             unit = "hours" if (sexagesimal and is_ra) else "degrees"
         try:
-            degrees = Angle(text, unit=_UNITS[unit]).degree if sexagesimal else float(text) * _UNITS[unit].to(u.deg)
+            degrees = _sexagesimal(text, unit) if sexagesimal else float(text) * _UNITS[unit].to(u.deg)
         except (ValueError, u.UnitsError):
             raise PositionError(f"{what} {text!r} is not an angle") from None
     elif isinstance(value, (int, float)):
@@ -139,6 +151,11 @@ def _separation(a, b) -> float:
     return math.degrees(math.acos(max(-1.0, min(1.0, cos))))
 
 
+def spoint_literal(ra: float, dec: float) -> str:
+    """pgsphere point input, in degrees (the server converts exactly as radians() would)."""
+    return f"({float(ra)!r}d,{float(dec)!r}d)"
+
+
 def spoly_literal(points: list[tuple[float, float]]) -> str:
     """pgsphere polygon input, in degrees."""
-    return "{" + ",".join(f"({ra!r}d,{dec!r}d)" for ra, dec in points) + "}"
+    return "{" + ",".join(spoint_literal(ra, dec) for ra, dec in points) + "}"

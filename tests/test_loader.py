@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from archive_daemon.fitsfile import Cards, printable
 from archive_daemon.loader import ingest
 from conftest import failures, rows
 from fitsmaker import WCS_CARDS, header, image
@@ -181,3 +182,36 @@ def test_astropy_test_files_are_each_archived_or_recorded(engine, config, archiv
     assert "compressed_image.fits" in archived and "test0.fits" in archived and "tb.fits" in archived
     assert failed["lzw.fits.Z"] == "not a FITS file: it is a Unix-compressed (.Z) stream"
     assert summary.new == len(archived)
+
+
+def test_header_values_read_as_astropy_reads_them():
+    """The fast card parser gives astropy's value for every card of the samples and of astropy's test files."""
+    samples = Path(__file__).parent.parent / "samples" / "lick"
+    headers = [b"".join(line.ljust(80)[:80] for line in p.read_bytes().split(b"\n") if line)
+               for p in sorted(samples.glob("*.txt"))]
+    headers += [p.read_bytes()[:2880 * 10] for p in sorted(ASTROPY_DATA.glob("*.fits"))]
+    checked = 0
+    for raw in headers:
+        cards = Cards(printable(raw))
+        for key in cards.keys():
+            try:
+                expected = fits.Card.fromstring(cards.image(key)).value
+            except Exception:
+                expected = None
+            expected = None if isinstance(expected, fits.card.Undefined) else expected
+            assert (cards.get(key), type(cards.get(key))) == (expected, type(expected)), cards.image(key)
+            checked += 1
+    assert checked > 5000
+
+
+def test_footprint_pgsphere_rejects_leaves_the_file_and_its_batch_archived(engine, config, archive_root):
+    tiny = {**WCS_CARDS, "CD1_1": -1e-13, "CD2_2": 1e-13}  # corners closer than pgsphere's precision
+    image(archive_root / NIGHT / "tiny.fits", tiny)
+    for i in range(5):
+        image(archive_root / NIGHT / f"n{i}.fits", WCS_CARDS)
+    summary = run(engine, config)
+    archived = rows(engine)
+    assert summary.new == 6 and len(archived) == 6
+    assert archived[f"{NIGHT}/tiny.fits"]["footprint"] is None
+    assert archived[f"{NIGHT}/tiny.fits"]["ra"] == pytest.approx(151.30792, abs=1e-4)
+    assert all(archived[f"{NIGHT}/n{i}.fits"]["footprint"] is not None for i in range(5))
