@@ -158,7 +158,7 @@ def printable(raw: bytes) -> str:
 def _parse(raw: bytes, notes: list[str], what: str) -> Cards:
     if what == "primary" and (raw[CARD:CARD + 8] != b"BITPIX  " or raw[2 * CARD:2 * CARD + 8] != b"NAXIS   "):
         notes.append("primary header: BITPIX and NAXIS are not the second and third cards (not standard FITS)")
-    if _NOT_PRINTABLE.search(raw):
+    if raw.translate(None, _PRINTABLE):
         notes.append(f"{what} header: non-printable characters replaced by '?'")
         return Cards(printable(raw))
     return Cards(raw.decode("ascii"))

@@ -114,7 +114,8 @@ def load_entries(root: RootConfig, todo: Iterator[tuple[str, DiskEntry]], config
         for chunk in _chunks(todo, CHUNK, None):
             yield from _load_chunk(root, chunk, config)
         return
-    gate = threading.Semaphore(workers * CHUNKS_PER_WORKER)
+    # Enough work in flight for the workers to go on while a batch is being written.
+    gate = threading.Semaphore(max(workers * CHUNKS_PER_WORKER, 2 * config.ingest.batch_size // CHUNK))
     context = multiprocessing.get_context("fork")
     with context.Pool(workers, initializer=_init_worker, initargs=(root, config)) as pool:
         for results in pool.imap_unordered(_worker_chunk, _chunks(todo, CHUNK, gate)):

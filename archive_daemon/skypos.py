@@ -12,8 +12,6 @@ import warnings
 
 import astropy.units as u
 import numpy as np
-from astropy.coordinates import FK4, FK5, ICRS, Angle, SkyCoord
-from astropy.time import Time
 from astropy.wcs import Wcsprm
 
 # A footprint larger than this across is a broken WCS, not a real field of view.
@@ -36,6 +34,7 @@ def _sexagesimal(text: str, unit: str) -> float:
         sign, whole, minutes, seconds = plain.groups()
         value = int(whole) + int(minutes) / 60 + float(seconds) / 3600
         return (-value if sign == "-" else value) * (15.0 if unit == "hours" else 1.0)
+    from astropy.coordinates import Angle  # slow to import, and most headers never need it
     return Angle(text, unit=_UNITS[unit]).degree
 
 
@@ -100,6 +99,8 @@ def to_icrs(points: list[tuple[float, float]], radesys: str | None, equinox_valu
         return points, None
     if frame not in ("FK4", "FK4-NO-E", "FK5"):
         return points, f"reference system {frame!r} not understood: position assumed ICRS"
+    from astropy.coordinates import FK4, FK5, ICRS, SkyCoord  # slow to import; rarely needed
+    from astropy.time import Time
     if frame == "FK5":
         source = FK5(equinox=Time(equinox, format="jyear"))
     else:
@@ -127,7 +128,7 @@ def wcs_footprint(header) -> tuple[tuple[float, float], list[tuple[float, float]
     if n1 <= 0 or n2 <= 0:
         return None
     # wcslib parses the card images it is given: the WCS ones only, not the whole header.
-    cards = "".join(header.image(k) for k in header.keys() if _WCS_KEY.match(k))
+    cards = "".join(header.image(k) for k in header.keys() if k[:1] in "CPL" and _WCS_KEY.match(k))
     pixels = np.array([[0.5, 0.5], [n1 + 0.5, 0.5], [n1 + 0.5, n2 + 0.5], [0.5, n2 + 0.5],
                        [(n1 + 1) / 2, (n2 + 1) / 2]])
     try:
