@@ -36,6 +36,7 @@ class RootConfig:
     mode: str = "auto"
     poll_interval: float = 5.0
     settle_seconds: float = 10.0
+    recent_nights: int = 3  # polling: night directories this recent are polled; older ones reconciled
     include: tuple[str, ...] = DEFAULT_INCLUDE
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
 
@@ -56,6 +57,12 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class DaemonConfig:
+    reconcile_interval: float = 3600.0
+    max_delete_fraction: float = 0.1  # a reconcile dropping more of a root than this waits for the operator
+
+
+@dataclass(frozen=True)
 class Config:
     source: str
     database_url: str | None
@@ -64,6 +71,7 @@ class Config:
     instruments: tuple[InstrumentProfile, ...]
     access: AccessConfig
     ingest: IngestConfig
+    daemon: DaemonConfig
     base_dir: Path
 
     def root(self, name: str) -> RootConfig:
@@ -135,6 +143,7 @@ def _read_root(section: Section, base_dir: Path) -> RootConfig:
         mode=section.choice("mode", "auto", ("auto", "inotify", "polling")),
         poll_interval=section.number("poll_interval", 5.0, minimum=0.1),
         settle_seconds=section.number("settle_seconds", 10.0),
+        recent_nights=section.integer("recent_nights", 3, 1),
         include=section.strings("include", DEFAULT_INCLUDE),
         exclude=section.strings("exclude", DEFAULT_EXCLUDE),
     )
@@ -170,6 +179,12 @@ def load_config(explicit: str | None = None) -> Config:
     ingest = top.section("ingest")
     ingest_config = IngestConfig(workers=ingest.integer("workers", 0), batch_size=ingest.integer("batch_size", 500, 1))
     ingest.done()
+    daemon = top.section("daemon")
+    daemon_config = DaemonConfig(reconcile_interval=daemon.number("reconcile_interval", 3600.0, minimum=1.0),
+                                 max_delete_fraction=daemon.number("max_delete_fraction", 0.1))
+    daemon.done()
+    if daemon_config.max_delete_fraction > 1:
+        raise ConfigError(f"{source}: daemon.max_delete_fraction: must be between 0 and 1")
     access = top.section("access")
     access_config = AccessConfig(proprietary_months=access.integer("proprietary_months", 12))
     access.done()
@@ -179,4 +194,4 @@ def load_config(explicit: str | None = None) -> Config:
     top.done()
     return Config(source=source, database_url=url, roots=roots, keywords=generic,
                   instruments=instruments, access=access_config, ingest=ingest_config,
-                  base_dir=base_dir)
+                  daemon=daemon_config, base_dir=base_dir)

@@ -20,6 +20,7 @@ from .config import Config, RootConfig
 from .fitsfile import BadFile, read_headers
 from .fitsmeta import extract
 from .skypos import spoint_literal, spoly_literal
+from .reconcile import guard
 from .watcher import DiskEntry, ScanProblems, diff, name_filter, scan
 
 CHUNK = 32            # files per task sent to a worker process
@@ -34,23 +35,30 @@ class Summary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     failed_unchanged: list[tuple[str, str]] = field(default_factory=list)
     problems: ScanProblems = field(default_factory=ScanProblems)
+    known: int = 0                      # rows the database held under the scanned prefixes
+    gone: list[str] = field(default_factory=list)
+    removed: int = 0
+    withheld: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.failed or self.failed_unchanged or self.problems.unreadable)
+        return not (self.failed or self.failed_unchanged or self.problems.unreadable or self.withheld)
 
     def report(self, root_name: str, out=None) -> None:
         """The summary line, then one line per file that is not archived."""
         out = out or sys.stdout
         failed = len(self.failed) + len(self.failed_unchanged)
-        print(f"{root_name}: {self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
+        removed = f", {self.removed} removed" if self.removed else ""
+        print(f"{root_name}: {self.new} new, {self.updated} updated, {self.unchanged} unchanged{removed}, "
               f"{failed} failed", file=out)
         for path, reason in self.failed:
             print(f"  failed: {path}: {reason}", file=out)
         for path, reason in self.failed_unchanged:
             print(f"  failed (unchanged since the last attempt): {path}: {reason}", file=out)
-        for problem in self.problems.unreadable:
-            print(f"  unreadable: {problem}", file=out)
+        for directory, why in self.problems.unreadable:
+            print(f"  unreadable: {directory or '.'}: {why}", file=out)
+        for message in self.withheld:
+            print(f"  not removed: {message}", file=out)
 
 
 def load_row(root: RootConfig, entry: DiskEntry, config: Config) -> tuple:
@@ -81,94 +89,149 @@ def _load_chunk(root: RootConfig, chunk: list[tuple[str, DiskEntry]], config: Co
     return results
 
 
-_worker_state: dict = {}
+_worker_config: list[Config] = []
 
 
-def _init_worker(root: RootConfig, config: Config) -> None:
-    _worker_state.update(root=root, config=config)
+def _init_worker(config: Config) -> None:
+    _worker_config[:] = [config]
 
 
-def _worker_chunk(chunk):
-    return _load_chunk(_worker_state["root"], chunk, _worker_state["config"])
+def _worker_chunk(task):
+    root, chunk = task
+    return _load_chunk(root, chunk, _worker_config[0])
 
 
-def _chunks(items: Iterator, size: int, gate: threading.Semaphore | None) -> Iterator[list]:
+def _chunks(root: RootConfig, items: Iterator, size: int, gate: threading.Semaphore | None) -> Iterator:
     chunk = []
     for item in items:
         chunk.append(item)
         if len(chunk) == size:
             if gate is not None:
                 gate.acquire()
-            yield chunk
+            yield root, chunk
             chunk = []
     if chunk:
         if gate is not None:
             gate.acquire()
-        yield chunk
+        yield root, chunk
 
 
-def load_entries(root: RootConfig, todo: Iterator[tuple[str, DiskEntry]], config: Config,
-                 workers: int) -> Iterator[tuple]:
-    """(kind, entry, COPY line or None, failure reason or None) for each file, in any order."""
-    if workers <= 1:
-        for chunk in _chunks(todo, CHUNK, None):
-            yield from _load_chunk(root, chunk, config)
-        return
-    # Enough work in flight for the workers to go on while a batch is being written.
-    gate = threading.Semaphore(max(workers * CHUNKS_PER_WORKER, 2 * config.ingest.batch_size // CHUNK))
-    context = multiprocessing.get_context("fork")
-    with context.Pool(workers, initializer=_init_worker, initargs=(root, config)) as pool:
-        for results in pool.imap_unordered(_worker_chunk, _chunks(todo, CHUNK, gate)):
+class HeaderReaders:
+    """The processes that read headers: one per worker, forked once and reused by every load.
+
+    With one worker, headers are read in this process.
+    """
+
+    def __init__(self, config: Config, workers: int):
+        self.config = config
+        self.workers = workers
+        self._pool = None
+        if workers > 1:
+            self._pool = multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker,
+                                                                  initargs=(config,))
+
+    def load(self, root: RootConfig, todo: Iterable[tuple[str, DiskEntry]]) -> Iterator[tuple]:
+        """(kind, entry, COPY line or None, failure reason or None) for each file, in any order."""
+        if self._pool is None:
+            for _, chunk in _chunks(root, todo, CHUNK, None):
+                yield from _load_chunk(root, chunk, self.config)
+            return
+        # Enough work in flight for the workers to go on while a batch is being written.
+        gate = threading.Semaphore(max(self.workers * CHUNKS_PER_WORKER, 2 * self.config.ingest.batch_size // CHUNK))
+        for results in self._pool.imap_unordered(_worker_chunk, _chunks(root, iter(todo), CHUNK, gate)):
             gate.release()
             yield from results
 
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
 
-def ingest(engine, config: Config, root: RootConfig, prefixes: Iterable[str], workers: int,
-           on_progress: Callable[[int], None] = lambda n: None) -> Summary:
-    """Bring the database up to date with the files under `prefixes` of one root."""
-    summary = Summary()
+    def __enter__(self) -> "HeaderReaders":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def compare(connection, root: RootConfig, prefixes: Iterable[str], summary: Summary,
+            on_skip: Callable[[int], None] = lambda n: None) -> Iterator[tuple[str, DiskEntry]]:
+    """The files under `prefixes` that need reading (new, changed, retry), from one streaming
+    merge of disk and database; unchanged, failed and gone files are counted in `summary`."""
     accept = name_filter(root.include, root.exclude)
     keep_dir = name_filter(["*"], root.exclude)
+    for prefix in prefixes:
+        disk = scan(str(root.path), prefix, accept, keep_dir, summary.problems)
+        for kind, entry in diff(disk, store.known_entries(connection, root.name, prefix)):
+            if kind == "unchanged":
+                summary.unchanged += 1
+                on_skip(1)
+            elif kind == "failed":
+                summary.failed_unchanged.append((entry.path, entry.failure))
+                on_skip(1)
+            elif kind == "gone":
+                summary.gone.append(entry.path)
+            else:
+                yield kind, entry
+            if kind in ("unchanged", "failed", "gone", "changed"):
+                summary.known += 1
+    connection.rollback()
+
+
+class Batch:
+    """Loaded rows and failures waiting to be written together."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+        self.failures: list[tuple] = []
+        self.kinds: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.lines) + len(self.failures)
+
+    def add(self, root: str, kind: str, entry: DiskEntry, line: str | None, reason: str | None) -> None:
+        if line is not None:
+            self.lines.append(line)
+            self.kinds.add(kind)
+        else:
+            self.failures.append((root, entry.path, entry.size, store.mtime_of(entry.mtime_us), reason))
+
+    def write(self, connection) -> None:
+        """One transaction; on an error nothing of the batch is written and it can be tried again."""
+        store.write_batch(connection, self.lines, self.failures, all_new=self.kinds == {"new"})
+        self.lines, self.failures, self.kinds = [], [], set()
+
+
+def ingest(engine, config: Config, root: RootConfig, prefixes: Iterable[str], workers: int,
+           on_progress: Callable[[int], None] = lambda n: None, drop_gone: bool = False,
+           allow_mass_delete: bool = False) -> Summary:
+    """Bring the database up to date with the files under `prefixes` of one root; with
+    `drop_gone`, also drop the rows of files no longer there (see reconcile.guard)."""
+    summary = Summary()
 
     def todo() -> Iterator[tuple[str, DiskEntry]]:
         with engine.connect() as reading:
-            dbapi = reading.connection.dbapi_connection
-            for prefix in prefixes:
-                disk = scan(str(root.path), prefix, accept, keep_dir, summary.problems)
-                for kind, entry in diff(disk, store.known_entries(dbapi, root.name, prefix)):
-                    if kind == "unchanged":
-                        summary.unchanged += 1
-                        on_progress(1)
-                    elif kind == "failed":
-                        summary.failed_unchanged.append((entry.path, entry.failure))
-                        on_progress(1)
-                    elif kind != "gone":
-                        yield kind, entry
-            dbapi.rollback()
+            yield from compare(reading.connection.dbapi_connection, root, prefixes, summary, on_progress)
 
-    lines, failures, kinds = [], [], set()
-    with engine.connect() as writing:
+    batch = Batch()
+    with engine.connect() as writing, HeaderReaders(config, workers) as readers:
         dbapi = writing.connection.dbapi_connection
-
-        def flush():
-            store.write_batch(dbapi, lines, failures, all_new=kinds == {"new"})
-            lines.clear()
-            failures.clear()
-            kinds.clear()
-
-        for kind, entry, line, reason in load_entries(root, todo(), config, workers):
-            if line is not None:
-                lines.append(line)
-                kinds.add(kind)
-                if kind == "changed":
-                    summary.updated += 1
-                else:
-                    summary.new += 1
-            else:
-                failures.append((root.name, entry.path, entry.size, store.mtime_of(entry.mtime_us), reason))
+        for kind, entry, line, reason in readers.load(root, todo()):
+            batch.add(root.name, kind, entry, line, reason)
+            if line is None:
                 summary.failed.append((entry.path, reason))
+            elif kind == "changed":
+                summary.updated += 1
+            else:
+                summary.new += 1
             on_progress(1)
-            if len(lines) + len(failures) >= config.ingest.batch_size:
-                flush()
-        flush()
+            if len(batch) >= config.ingest.batch_size:
+                batch.write(dbapi)
+        batch.write(dbapi)
+        if drop_gone:
+            deletions = guard(root, summary.gone, summary.known, summary.problems,
+                              config.daemon.max_delete_fraction, allow_mass_delete)
+            store.delete_files(dbapi, root.name, deletions.drop)
+            summary.removed, summary.withheld = len(deletions.drop), deletions.withheld
     return summary

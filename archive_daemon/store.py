@@ -130,3 +130,12 @@ def _copy_new(cursor, lines: Sequence[str]) -> bool:
         return False
     cursor.execute("RELEASE SAVEPOINT copy_new")
     return True
+
+
+def delete_files(connection, root: str, paths: Sequence[str]) -> None:
+    """Forget files that are gone from disk: their rows and any failure records."""
+    if paths:
+        with connection.cursor() as cursor:
+            for table in ("files", "ingest_failures"):
+                cursor.execute(f"DELETE FROM {table} WHERE root = %s AND path = ANY(%s)", (root, list(paths)))
+    connection.commit()

@@ -1,19 +1,35 @@
-"""What is on disk, compared with what the database holds.
+"""What is on disk, compared with what the database holds, and what changes on it.
 
-The scan walks a root with os.scandir in byte order of relative paths (a directory sorts as
+Reconcile scans: the scan walks a root with os.scandir in byte order of relative paths (a directory sorts as
 its name plus '/', so a depth-first walk yields exactly that order), and the database
 streams its rows in the same order, so new, changed and gone files fall out of one merge
 pass in constant memory, with no query per file.
+
+Watches report changes as they happen, as (event, root name, relative path) tuples on a
+queue: `touched` (may still be growing), `closed` (complete), `deleted`, and `rescan` (a
+directory whose contents must be compared with the database again). inotify watches use
+watchdog; polling watches only the recent night directories (see PollingWatch).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
+import logging
 import os
+import queue
 import re
 import stat
+import threading
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers.inotify import InotifyObserver
+
+from .config import RootConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,7 +51,11 @@ class KnownEntry:
 class ScanProblems:
     """Directories that could not be read: a reconcile must not take them for empty."""
 
-    unreadable: list[str] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (directory, why), '' the root
+
+    def covers(self, path: str) -> bool:
+        """Whether `path` lies in a directory the scan could not read."""
+        return any(not d or path == d or path.startswith(d + "/") for d, _ in self.unreadable)
 
 
 def name_filter(include: Iterable[str], exclude: Iterable[str]):
@@ -54,7 +74,7 @@ def scan(root: str, prefix: str, accept, keep_dir, problems: ScanProblems) -> It
     try:
         st = os.stat(start)
     except OSError as exc:
-        problems.unreadable.append(f"{prefix or '.'}: {exc.strerror}")
+        problems.unreadable.append((prefix, exc.strerror))
         return
     if os.path.isdir(start):
         yield from _walk(start, prefix + "/" if prefix else "", accept, keep_dir, problems)
@@ -67,7 +87,7 @@ def _walk(directory: str, rel: str, accept, keep_dir, problems: ScanProblems) ->
         with os.scandir(directory) as it:
             entries = list(it)
     except OSError as exc:
-        problems.unreadable.append(f"{rel or '.'}: {exc.strerror}")
+        problems.unreadable.append((rel.rstrip("/"), exc.strerror))
         return
     keyed = []
     for entry in entries:
@@ -133,3 +153,157 @@ def diff(disk: Iterable[DiskEntry], known: Iterable[KnownEntry]) -> Iterator[tup
         for row in current:
             yield "gone", row
         current = next(groups, None)
+
+
+class _PathFilter:
+    """Whether a relative path is one the root archives: every directory kept, the name included."""
+
+    def __init__(self, root: RootConfig):
+        self.accept = name_filter(root.include, root.exclude)
+        self.keep_dir = name_filter(["*"], root.exclude)
+
+    def __call__(self, relpath: str) -> bool:
+        *dirs, name = relpath.split("/")
+        return self.accept(name) and all(map(self.keep_dir, dirs))
+
+
+class _Forward(FileSystemEventHandler):
+    """watchdog events of one root, as our events on the shared queue."""
+
+    def __init__(self, root: RootConfig, events: queue.Queue):
+        self.root, self.events, self.wanted = root, events, _PathFilter(root)
+        self.prefix = str(root.path).rstrip("/") + "/"
+
+    def _rel(self, path) -> str | None:
+        path = os.fsdecode(path)
+        return path[len(self.prefix):] if path.startswith(self.prefix) else None
+
+    def _put(self, kind: str, path, is_dir: bool = False) -> None:
+        rel = self._rel(path)
+        if rel is not None and (is_dir or self.wanted(rel)):
+            self.events.put((kind, self.root.name, rel))
+
+    def on_created(self, event: FileSystemEvent) -> None:
+        if not event.is_directory:
+            self._put("touched", event.src_path)
+
+    def on_modified(self, event: FileSystemEvent) -> None:
+        if not event.is_directory:
+            self._put("touched", event.src_path)
+
+    def on_closed(self, event: FileSystemEvent) -> None:
+        self._put("closed", event.src_path)
+
+    def on_deleted(self, event: FileSystemEvent) -> None:
+        if not event.is_directory:
+            self._put("deleted", event.src_path)
+
+    def on_moved(self, event: FileSystemEvent) -> None:
+        if event.is_directory:  # a renamed directory: both places are compared again
+            self._put("rescan", event.src_path, True)
+            self._put("rescan", event.dest_path, True)
+        else:  # renamed into place: complete (rsync and cp --backup write that way)
+            self._put("deleted", event.src_path)
+            self._put("closed", event.dest_path)
+
+
+class InotifyWatch:
+    """A root watched through inotify, recursively (watchdog adds new directories as they appear)."""
+
+    mode = "inotify"
+
+    def __init__(self, root: RootConfig, events: queue.Queue):
+        self.root, self.events = root, events
+        self.observer: InotifyObserver | None = None
+
+    def start(self) -> None:
+        self.observer = InotifyObserver()
+        self.observer.schedule(_Forward(self.root, self.events), str(self.root.path), recursive=True)
+        self.observer.daemon = True
+        self.observer.start()
+
+    def alive(self) -> bool:
+        # watchdog stops an emitter thread quietly on some OSErrors (e.g. the inotify watch
+        # limit): the observer thread may live on while nothing is watched any more.
+        observer = self.observer
+        return bool(observer and observer.is_alive() and observer.emitters
+                    and all(e.is_alive() for e in observer.emitters))
+
+    def stop(self) -> None:
+        if self.observer is not None:
+            self.observer.stop()
+            self.observer.join(timeout=5)
+
+
+def recent_nights(today: dt.date, count: int) -> list[str]:
+    """Night directories (`YYYY-MM/DD`) from `count` nights ago to tomorrow's."""
+    days = [today + dt.timedelta(days=d) for d in range(-count, 2)]
+    return [f"{d:%Y-%m}/{d:%d}" for d in days]
+
+
+class PollingWatch:
+    """A root polled where data arrives: the recent night directories, every poll_interval.
+
+    Re-walking a multi-terabyte tree every few seconds is not affordable, and nothing is
+    written to old nights: those are left to reconcile scans. Night directories that appear
+    after start-up (a new night, a new instrument directory) are reported whole; the ones
+    present at start-up were compared with the database by the start-up reconcile.
+    """
+
+    mode = "polling"
+
+    def __init__(self, root: RootConfig, events: queue.Queue, today=dt.date.today):
+        self.root, self.events, self.today = root, events, today
+        self.accept = name_filter(root.include, root.exclude)
+        self.keep_dir = name_filter(["*"], root.exclude)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._seen: dict[str, dict[str, tuple[int, int]]] = {}
+
+    def start(self) -> None:
+        self._stop.clear()
+        first = not self._seen
+        self._thread = threading.Thread(target=self._run, args=(first,), name=f"poll-{self.root.name}", daemon=True)
+        self._thread.start()
+
+    def alive(self) -> bool:
+        return bool(self._thread and self._thread.is_alive())
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self, first: bool) -> None:
+        self.poll(report_new_nights=not first)
+        while not self._stop.wait(self.root.poll_interval):
+            self.poll(report_new_nights=True)
+
+    def poll(self, report_new_nights: bool = True) -> None:
+        """Compare the recent nights with the last look and report what changed."""
+        nights = recent_nights(self.today(), self.root.recent_nights)
+        for night in list(self._seen):
+            if night not in nights:
+                del self._seen[night]
+        for night in nights:
+            if not os.path.isdir(os.path.join(self.root.path, night)):
+                continue
+            problems = ScanProblems()
+            now = {e.path: (e.size, e.mtime_us) for e in scan(str(self.root.path), night, self.accept,
+                                                              self.keep_dir, problems)}
+            before = self._seen.get(night)
+            self._seen[night] = now
+            if before is None and not report_new_nights:
+                continue
+            before = before or {}
+            for path, state in now.items():
+                if before.get(path) != state:
+                    self.events.put(("touched", self.root.name, path))
+            if not problems.unreadable and os.path.isdir(os.path.join(self.root.path, night)):
+                for path in before.keys() - now.keys():
+                    self.events.put(("deleted", self.root.name, path))
+
+
+def make_watch(root: RootConfig, mode: str, events: queue.Queue):
+    """The watch for a root in `mode` (inotify or polling, as mounts.watch_mode chose)."""
+    return InotifyWatch(root, events) if mode == "inotify" else PollingWatch(root, events)
