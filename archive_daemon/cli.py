@@ -61,6 +61,27 @@ def cmd_ingest(config: Config, args) -> int:
     return status
 
 
+def cmd_reconcile(config: Config, args) -> int:
+    engine = ready_engine(config)
+    roots = [config.root(args.root)] if args.root else list(config.roots)
+    if not roots:
+        raise UsageError(f"no roots configured in {config.source}")
+    workers = args.workers if args.workers is not None else config.ingest.worker_count
+    status = 0
+    for root in roots:
+        with Progress(f"reconcile {root.name}") as progress:
+            summary = ingest(engine, config, root, [""], workers, progress.advance, drop_gone=True,
+                             allow_mass_delete=args.allow_mass_delete)
+        summary.report(root.name)
+        status = status or (0 if summary.ok else 1)
+    return status
+
+
+def cmd_run(config: Config, args) -> int:
+    from .service import run  # the daemon's imports (watchdog, systemd) only when it runs
+    return run(config, args.config, database_url(config))
+
+
 def cmd_db(config: Config, args) -> int:
     engine = db.create_engine(database_url(config))
     print(f"database schema at revision {db.upgrade(engine)}")
@@ -96,6 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", metavar="NAME", help="the configured root the paths belong to")
     p.add_argument("--workers", type=int, metavar="N", help="header-reading processes (default: one per core)")
     p.set_defaults(handler=cmd_ingest)
+
+    p = commands.add_parser("reconcile", help="compare whole roots with the database and bring it up to date")
+    p.add_argument("--root", metavar="NAME", help="only this root (default: every root)")
+    p.add_argument("--workers", type=int, metavar="N", help="header-reading processes (default: one per core)")
+    p.add_argument("--allow-mass-delete", action="store_true",
+                   help="drop the rows of missing files even when a large share of a root is missing")
+    p.set_defaults(handler=cmd_reconcile)
+
+    p = commands.add_parser("run", help="the service: watch the roots and keep the database equal to them")
+    p.set_defaults(handler=cmd_run)
 
     p = commands.add_parser("db", help="database schema")
     p.add_argument("action", choices=["upgrade"])

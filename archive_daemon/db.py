@@ -21,6 +21,11 @@ class DatabaseError(Exception):
     """The database cannot be used as it is; the message says what to do."""
 
 
+def libpq_url(url: str) -> str:
+    """The URL as libpq itself reads it (no SQLAlchemy driver suffix)."""
+    return "postgresql://" + driver_url(url).split("://", 1)[1]
+
+
 def driver_url(url: str) -> str:
     """The URL with the psycopg2 driver made explicit."""
     for prefix in ("postgresql+psycopg2://", "postgresql://", "postgres://"):
@@ -58,6 +63,15 @@ def check_schema(engine: sa.Engine) -> None:
     if current != head:
         raise DatabaseError(f"the database schema is at revision {current or 'none'}, this version "
                             f"needs {head}: run `archive-daemon db upgrade`")
+
+
+def check_schema_at(url: str) -> None:
+    """check_schema through a connection of its own, closed afterwards."""
+    engine = sa.create_engine(driver_url(url), poolclass=sa.pool.NullPool, connect_args={"connect_timeout": 5})
+    try:
+        check_schema(engine)
+    finally:
+        engine.dispose()
 
 
 def first_line(exc: Exception) -> str:

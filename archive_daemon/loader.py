@@ -20,7 +20,7 @@ from .config import Config, RootConfig
 from .fitsfile import BadFile, read_headers
 from .fitsmeta import extract
 from .skypos import spoint_literal, spoly_literal
-from .reconcile import guard
+from .deletions import guard
 from .watcher import DiskEntry, ScanProblems, diff, name_filter, scan
 
 CHUNK = 32            # files per task sent to a worker process
@@ -122,13 +122,15 @@ class HeaderReaders:
     With one worker, headers are read in this process.
     """
 
-    def __init__(self, config: Config, workers: int):
+    def __init__(self, config: Config, workers: int, start_method: str = "fork"):
+        # fork starts at once; a process that already runs threads (the daemon) spawns instead,
+        # since a child forked while another thread holds a lock can hang on it.
         self.config = config
         self.workers = workers
         self._pool = None
         if workers > 1:
-            self._pool = multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker,
-                                                                  initargs=(config,))
+            self._pool = multiprocessing.get_context(start_method).Pool(workers, initializer=_init_worker,
+                                                                        initargs=(config,))
 
     def load(self, root: RootConfig, todo: Iterable[tuple[str, DiskEntry]]) -> Iterator[tuple]:
         """(kind, entry, COPY line or None, failure reason or None) for each file, in any order."""

@@ -1,80 +1,131 @@
-"""Which of the files a scan no longer finds may really be dropped from the archive.
+"""Reconcile scans in the background: the daemon's safety net.
 
-A mount that blips looks exactly like a mass deletion: the root, or a night directory, is
-suddenly missing, empty or unreadable. Rows are only ever dropped for files whose
-directory is there and readable, and never more than `max_delete_fraction` of a root in one
-pass unless the operator says so (`archive-daemon reconcile --allow-mass-delete`).
+Any event the watches missed (the daemon was down, NFS without inotify, a database
+outage, a watch that died) is found again by comparing a whole root with the database:
+one streaming merge of an os.scandir walk with an ordered read of the rows.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+import queue
+import threading
+import time
+from dataclasses import dataclass
 
-from .config import RootConfig
-from .watcher import ScanProblems
+import psycopg2
 
-ALWAYS_DROPPABLE = 10  # this few files may always go, whatever share of a small root they are
+from . import db, leader
+from .deletions import guard
+from .loader import Summary, compare
 
 
 @dataclass
-class Deletions:
-    drop: list[str] = field(default_factory=list)
-    withheld: list[str] = field(default_factory=list)  # why some or all were kept, for STATUS and the log
+class Reconciled:
+    """What one background reconcile pass saw, for STATUS and the log."""
+
+    root: str
+    prefix: str
+    files: int
+    seconds: float
+    withheld: list[str]
+    unreadable: list[tuple[str, str]]
 
 
-def _unavailable(directory: str) -> str | None:
-    try:
-        with os.scandir(directory) as entries:
-            if next(entries, None) is None:
-                return "is empty"
-    except FileNotFoundError:
-        return "is missing"
-    except OSError as exc:
-        return f"is unreadable ({exc.strerror})"
-    return None
+class Reconciler:
+    """Reconcile scans in a thread of their own, so the service loop goes on meanwhile.
+
+    It only reads the database. What it finds goes to the service loop through `out`, a
+    bounded queue (a large backlog waits for the loop rather than filling memory):
+    ("found", root, DiskEntry), ("deleted", root, path), ("reconciled", root, Reconciled),
+    and ("reconcile-error", root, message) when the database fails it (it retries).
+    """
+
+    def __init__(self, url: str, config, out: queue.Queue):
+        self.url, self.config, self.out = url, config, out
+        self._requests: queue.Queue = queue.Queue()
+        self._asked: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reconcile", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def busy(self) -> bool:
+        with self._lock:
+            return bool(self._asked)
+
+    def request(self, root: str, prefix: str = "") -> None:
+        """Compare root/prefix with the database soon (once, however often asked before it runs)."""
+        with self._lock:
+            if (root, prefix) in self._asked:
+                return
+            self._asked.add((root, prefix))
+        self._requests.put((root, prefix))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self.out.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped
+
+    def _run(self) -> None:
+        connection = None
+        while not self._stop.is_set():
+            try:
+                name, prefix = self._requests.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            delay = 1.0
+            while not self._stop.is_set():
+                try:
+                    if connection is None:
+                        connection = leader.connect(self.url, "archive-daemon reconcile")
+                    self._reconcile(connection, name, prefix)
+                    break
+                except psycopg2.Error as exc:
+                    if connection is not None:
+                        connection.close()
+                    connection = None
+                    try:
+                        self._put(("reconcile-error", name, db.first_line(exc)))
+                    except _Stopped:
+                        return
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, 30.0)
+                except _Stopped:
+                    return
+            with self._lock:
+                self._asked.discard((name, prefix))
+        if connection is not None:
+            connection.close()
+
+    def _reconcile(self, connection, name: str, prefix: str) -> None:
+        roots = {r.name: r for r in self.config.roots}
+        if name not in roots:
+            return
+        root, started, summary, found = roots[name], time.monotonic(), Summary(), 0
+        for _, entry in compare(connection, root, [prefix], summary):
+            self._put(("found", name, entry))
+            found += 1
+        deletions = guard(root, summary.gone, summary.known, summary.problems,
+                          self.config.daemon.max_delete_fraction)
+        for path in deletions.drop:
+            self._put(("deleted", name, path))
+        files = summary.unchanged + len(summary.failed_unchanged) + found
+        self._put(("reconciled", name, Reconciled(name, prefix, files, time.monotonic() - started,
+                                                  deletions.withheld, summary.problems.unreadable)))
 
 
-def _night_dir(path: str) -> str:
-    """The directory whose disappearance would explain the file's: its night (YYYY-MM/DD), else its parent."""
-    parts = path.split("/")
-    return "/".join(parts[:2]) if len(parts) > 3 else "/".join(parts[:-1])
-
-
-def guard(root: RootConfig, gone: list[str], known: int, problems: ScanProblems,
-          max_fraction: float, allow_mass_delete: bool = False) -> Deletions:
-    """Split the files a scan did not find into those to drop and those to keep for now."""
-    result = Deletions()
-    if not gone:
-        return result
-    problem = _unavailable(str(root.path))
-    if problem:
-        result.withheld.append(f"root {root.name} ({root.path}) {problem}: {len(gone)} archived files kept "
-                               f"until it is back")
-        return result
-    checked: dict[str, str | None] = {}
-    kept: dict[str, int] = {}
-    candidates = []
-    for path in gone:
-        if problems.covers(path):
-            kept["an unreadable directory"] = kept.get("an unreadable directory", 0) + 1
-            continue
-        night = _night_dir(path)
-        if night not in checked:
-            checked[night] = _unavailable(os.path.join(root.path, night)) if night else None
-        if checked[night] and not allow_mass_delete:
-            reason = f"{night} {checked[night]}"
-            kept[reason] = kept.get(reason, 0) + 1
-            continue
-        candidates.append(path)
-    for reason, count in kept.items():
-        result.withheld.append(f"root {root.name}: {count} archived files kept because {reason}")
-    limit = max(max_fraction * known, ALWAYS_DROPPABLE)
-    if len(candidates) > limit and not allow_mass_delete:
-        result.withheld.append(
-            f"root {root.name}: {len(candidates)} of {known} archived files are no longer on disk, more than "
-            f"the {max_fraction:.0%} a scan may drop: kept; if they are really gone, run "
-            f"`archive-daemon reconcile --root {root.name} --allow-mass-delete`")
-        return result
-    result.drop = candidates
-    return result
+class _Stopped(Exception):
+    pass

@@ -57,6 +57,16 @@ class Settler:
             self._gone.discard(key)
             self._ready[key] = DiskEntry(path, st.st_size, st.st_mtime_ns // 1000)
 
+    def found(self, root: str, entry: DiskEntry) -> None:
+        """A scan saw the file: complete already if its mtime is older than settle_seconds."""
+        if self.clock() - entry.mtime_us / 1e6 >= self.roots[root].settle_seconds:
+            key = (root, entry.path)
+            self._pending.pop(key, None)
+            self._gone.discard(key)
+            self._ready[key] = entry
+        else:
+            self.touched(root, entry.path)
+
     def deleted(self, root: str, path: str) -> None:
         key = (root, path)
         self._pending.pop(key, None)
