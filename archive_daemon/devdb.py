@@ -57,6 +57,9 @@ def _free_port() -> int:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        # As PostgreSQL binds: connections of its previous run lingering in TIME_WAIT do not
+        # keep it from the port, so they must not make us move it (clients know the old one).
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

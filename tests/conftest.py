@@ -19,15 +19,27 @@ from archive_daemon.devdb import DATABASE, DevDB
 from archive_daemon.loader import ingest
 
 
+def _private_cluster():
+    base = Path(tempfile.mkdtemp(prefix="archive-test-"))
+    os.chmod(base, 0o755)  # the server runs as postgres, which must reach its data directory
+    devdb = DevDB(base, fast=True)
+    devdb.start()
+    yield devdb
+    devdb.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def cluster():
     """A private cluster for the whole run; its `archive` database is the migrated template."""
-    base = Path(tempfile.mkdtemp(prefix="archive-test-"))
-    os.chmod(base, 0o755)
-    devdb = DevDB(base, fast=True)
-    yield devdb.start()
-    devdb.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    for devdb in _private_cluster():
+        yield devdb.url()
+
+
+@pytest.fixture
+def own_cluster():
+    """A cluster of the test's own, for tests that stop and start the server."""
+    yield from _private_cluster()
 
 
 def _admin(url: str):
