@@ -37,7 +37,7 @@ log = logging.getLogger("archive_daemon.service")
 TICK = 0.25            # seconds the loop waits when there is nothing to do
 STANDBY_RETRY = 1.0    # how often a standby tries to take the lock
 MAX_BACKOFF = 30.0
-WATCH_RETRY = 5.0      # how often a watch that could not start is tried again
+WATCH_RETRY = 2.0      # how often a watch that could not start is tried again
 
 
 @dataclass
@@ -61,6 +61,7 @@ class Service:
         self.reconciler: Reconciler | None = None
         self.watches: dict[str, object] = {}
         self.watch_retry: dict[str, float] = {}
+        self.broken_watches: set[str] = set()
         self.todo: dict[Key, DiskEntry] = {}
         self.gone: set[Key] = set()
         self.active = False          # this daemon is the leader (its watches run)
@@ -300,10 +301,13 @@ class Service:
         log.info("watching root %s (%s) by %s", root.name, root.path, mode, extra={"ROOT": root.name})
 
     def _watches_ok(self) -> bool:
-        """Restart watches that died; False when one cannot be restarted although its root is there."""
+        """Restart watches that died; False while one cannot be restarted although its root is there.
+
+        A root that is missing (an unmounted mount point) is waited for, with pings: a restart
+        of the daemon would not bring it back.
+        """
         if not self.active:
             return True
-        ok = True
         for root in self.config.roots:
             watch = self.watches.get(root.name)
             if watch is not None and watch.alive():
@@ -314,21 +318,22 @@ class Service:
                 self.watches.pop(root.name)
                 self.watch_retry[root.name] = 0.0
             if time.monotonic() < self.watch_retry.get(root.name, 0.0):
-                ok = ok and not os.path.isdir(root.path)
                 continue
             self._start_watch(root)
             if root.name in self.watches:
+                self.broken_watches.discard(root.name)
                 self.reconciler.request(root.name)  # what it missed while it was down
             elif os.path.isdir(root.path):
-                ok = False
-        if self.reconciler is not None and not self.reconciler.alive():
-            ok = False
-        return ok
+                self.broken_watches.add(root.name)
+            else:
+                self.broken_watches.discard(root.name)
+        return not self.broken_watches and (self.reconciler is None or self.reconciler.alive())
 
     def _stop_watching(self) -> None:
         for watch in self.watches.values():
             watch.stop()
         self.watches.clear()
+        self.broken_watches.clear()
         if self.reconciler is not None:
             self.reconciler.stop()
             self.reconciler = None

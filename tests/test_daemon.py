@@ -235,3 +235,16 @@ def test_unit_file_verifies(tmp_path):
                                   or str(Path(os.sys.executable).with_name("archive-daemon"))))
     result = subprocess.run(["systemd-analyze", "verify", str(local)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_watch_that_dies_is_noticed_and_restarted(daemons, engine, archive_root, tmp_path):
+    data = fits_bytes(tmp_path)
+    daemon = daemons(watchdog_usec=2_000_000).start()
+    daemon.wait_status("last reconcile")
+    shutil.rmtree(archive_root)  # the watched directory itself goes: inotify ends the watch
+    wait_until(lambda: "watch of root data stopped" in daemon.log(), timeout=10, what="the dead watch noticed")
+    (archive_root / NIGHT / "cam").mkdir(parents=True)
+    (archive_root / NIGHT / "cam" / "back.fits").write_bytes(data)
+    wait_until(lambda: archived(engine), timeout=20, what="the file, through the restarted watch")
+    pings = [t for t, m in daemon.notify.messages if m.get("WATCHDOG") == "1"]
+    assert max(b - a for a, b in zip(pings, pings[1:])) < 2.0  # a missing root is no reason to be restarted

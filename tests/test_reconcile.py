@@ -1,0 +1,82 @@
+"""`archive-daemon reconcile`: whole roots compared with the database, and never a mass deletion by accident."""
+
+from __future__ import annotations
+
+import shutil
+
+from archive_daemon.mounts import watch_mode
+from conftest import rows, write_config
+from fitsmaker import image
+from test_cli import cli
+
+
+def tree(root, nights=("2024-03/04", "2024-03/05", "2024-03/06"), per_night=10):
+    for night in nights:
+        for i in range(per_night):
+            image(root / night / "cam" / f"f{i}.fits")
+
+
+def test_reconcile_loads_new_files_drops_deleted_ones_and_says_so(database_url, engine, tmp_path, archive_root):
+    tree(archive_root)
+    config = str(write_config(tmp_path, archive_root))
+    first = cli("--config", config, "reconcile", database_url=database_url)
+    assert first.returncode == 0, first.stderr
+    assert "data: 30 new, 0 updated, 0 unchanged, 0 failed" in first.stdout
+    (archive_root / "2024-03/04/cam/f0.fits").unlink()
+    image(archive_root / "2024-03/04/cam/new.fits")
+    again = cli("--config", config, "reconcile", "--root", "data", database_url=database_url)
+    assert again.returncode == 0
+    assert "data: 1 new, 0 updated, 29 unchanged, 1 removed, 0 failed" in again.stdout
+    assert "2024-03/04/cam/f0.fits" not in rows(engine)
+
+
+def test_many_files_missing_at_once_are_kept_until_the_operator_allows_it(database_url, engine, tmp_path, archive_root):
+    tree(archive_root)
+    config = str(write_config(tmp_path, archive_root))
+    cli("--config", config, "reconcile", database_url=database_url)
+    for i in range(8):
+        for night in ("2024-03/04", "2024-03/05"):
+            (archive_root / night / "cam" / f"f{i}.fits").unlink()
+    held = cli("--config", config, "reconcile", database_url=database_url)
+    assert held.returncode == 1
+    assert "16 of 30 archived files are no longer on disk" in held.stdout
+    assert "--allow-mass-delete" in held.stdout
+    assert len(rows(engine)) == 30
+    allowed = cli("--config", config, "reconcile", "--allow-mass-delete", database_url=database_url)
+    assert allowed.returncode == 0
+    assert "16 removed" in allowed.stdout
+    assert len(rows(engine)) == 14
+
+
+def test_a_missing_or_empty_root_or_night_drops_nothing(database_url, engine, tmp_path, archive_root):
+    tree(archive_root, per_night=2)
+    config = str(write_config(tmp_path, archive_root))
+    cli("--config", config, "reconcile", database_url=database_url)
+    shutil.rmtree(archive_root / "2024-03/05")
+    night = cli("--config", config, "reconcile", database_url=database_url)
+    assert night.returncode == 1
+    assert "2 archived files kept because 2024-03/05 is missing" in night.stdout
+    shutil.rmtree(archive_root)
+    archive_root.mkdir()
+    empty = cli("--config", config, "reconcile", database_url=database_url)
+    assert "is empty: 6 archived files kept until it is back" in empty.stdout
+    archive_root.rmdir()
+    gone = cli("--config", config, "reconcile", database_url=database_url)
+    assert "is missing" in gone.stdout
+    assert len(rows(engine)) == 6
+
+
+def test_auto_mode_polls_network_filesystems_and_uses_inotify_on_local_ones(tmp_path):
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "/dev/sda1 / ext4 rw 0 0\n"
+        "nas:/export/data /mnt/data nfs4 rw 0 0\n"
+        "/dev/sdb1 /mnt/data/local xfs rw 0 0\n"
+        "sshfs#me@host: /mnt/remote fuse.sshfs rw 0 0\n"
+        "//srv/share /mnt/with\\040space cifs rw 0 0\n")
+    assert watch_mode("auto", "/mnt/data/shane", str(mounts)) == "polling"
+    assert watch_mode("auto", "/mnt/data/local/x", str(mounts)) == "inotify"
+    assert watch_mode("auto", "/mnt/remote/x", str(mounts)) == "polling"
+    assert watch_mode("auto", "/mnt/with space/x", str(mounts)) == "polling"
+    assert watch_mode("auto", "/srv", str(mounts)) == "inotify"
+    assert watch_mode("inotify", "/mnt/data/shane", str(mounts)) == "inotify"
