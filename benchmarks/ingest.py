@@ -119,18 +119,22 @@ def peer_baseline(url: str, root: Path, paths: list[Path]) -> float:
     return rate
 
 
-def run_ingest(config: Path, url: str, root: Path) -> tuple[float, float, str]:
-    """(files/s, peak MB of the ingest process and its workers, summary line)."""
+def run_command(config: Path, url: str, *args: str) -> tuple[float, float, str]:
+    """Run archive-daemon ARGS: (seconds, peak MB of the process and its workers, summary line)."""
+    # The command's own peak is VmHWM: ru_maxrss of an exec'd process keeps the peak of the
+    # process it was forked from (this script, which grows with N). Its workers are forked
+    # without exec, so their ru_maxrss is theirs.
     child = ("import json, resource, sys; from archive_daemon.cli import main; code = main(sys.argv[1:]); "
-             "r = resource.getrusage; print(json.dumps([r(resource.RUSAGE_SELF).ru_maxrss, "
-             "r(resource.RUSAGE_CHILDREN).ru_maxrss]), file=sys.stderr); sys.exit(code)")
+             "hwm = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0]; "
+             "print(json.dumps([hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]), file=sys.stderr); "
+             "sys.exit(code)")
     env = {**os.environ, "ARCHIVE_DATABASE_URL": url}
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", child, "--config", str(config), "ingest", str(root)],
+    result = subprocess.run([sys.executable, "-c", child, "--config", str(config), *args],
                             capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
-        sys.exit(f"ingest failed:\n{result.stdout}\n{result.stderr}")
+        sys.exit(f"{args[0]} failed:\n{result.stdout}\n{result.stderr}")
     peak_kb = max(json.loads(result.stderr.strip().splitlines()[-1]))
     return elapsed, peak_kb / 1024, result.stdout.strip().splitlines()[0]
 
@@ -167,10 +171,10 @@ def main() -> None:
             url = fresh_database(devdb, f"bench{n}")
             config = work / f"config{n}.yaml"
             config.write_text(f"roots:\n  - name: bench\n    path: {root}\n")
-            elapsed, peak_b, line = run_ingest(config, url, root)
+            elapsed, peak_b, line = run_command(config, url, "ingest", str(root))
             b = n / elapsed
             c = peer_baseline(url, root, sample)
-            elapsed_d, peak_d, line_d = run_ingest(config, url, root)
+            elapsed_d, peak_d, line_d = run_command(config, url, "ingest", str(root))
             d = n / elapsed_d
             print(f"  {line}\n  {line_d}")
             print(f"  (a) astropy getheader, 1 process, no database: {a:8.0f} files/s")
