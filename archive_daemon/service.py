@@ -127,8 +127,11 @@ class Service:
             return False
         return bool(self.todo)
 
-    def _drain(self, limit: int = 50000) -> None:
-        for source in (self.events, self.found):
+    def _drain(self) -> None:
+        # Watch events are always taken (the watches must never wait); a reconcile's finds
+        # only while few files wait, so a large backlog stays on disk, not in memory.
+        room = max(0, 4 * self.config.ingest.batch_size - len(self.todo))
+        for source, limit in ((self.events, 100000), (self.found, room)):
             for _ in range(limit):
                 try:
                     item = source.get_nowait()
