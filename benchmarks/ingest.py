@@ -18,14 +18,9 @@ depend on N). Targets: b >= 10 x c, b >= 1.4 x a, d >= 20k files/s, memory flat 
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import random
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,8 +32,8 @@ from astropy.time import Time
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from archive_daemon import db  # noqa: E402
-from archive_daemon.devdb import DevDB  # noqa: E402
 from archive_daemon.fitsfile import BLOCK, Cards, data_size  # noqa: E402
+from bench import fresh_database, run_command, tree_sizes, workspace  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "lick"
 STYLES = {"shane": "2019-05_02_shane_r650-hdu0.txt", "AO": "2019-04_16_AO_s0545-hdu0.txt",
@@ -119,49 +114,9 @@ def peer_baseline(url: str, root: Path, paths: list[Path]) -> float:
     return rate
 
 
-def run_command(config: Path, url: str, *args: str) -> tuple[float, float, str]:
-    """Run archive-daemon ARGS: (seconds, peak MB of the process and its workers, summary line)."""
-    # The command's own peak is VmHWM: ru_maxrss of an exec'd process keeps the peak of the
-    # process it was forked from (this script, which grows with N). Its workers are forked
-    # without exec, so their ru_maxrss is theirs.
-    child = ("import json, resource, sys; from archive_daemon.cli import main; code = main(sys.argv[1:]); "
-             "hwm = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0]; "
-             "print(json.dumps([hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]), file=sys.stderr); "
-             "sys.exit(code)")
-    env = {**os.environ, "ARCHIVE_DATABASE_URL": url}
-    start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", child, "--config", str(config), *args],
-                            capture_output=True, text=True, env=env)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        sys.exit(f"{args[0]} failed:\n{result.stdout}\n{result.stderr}")
-    peak_kb = max(json.loads(result.stderr.strip().splitlines()[-1]))
-    return elapsed, peak_kb / 1024, result.stdout.strip().splitlines()[0]
-
-
-def fresh_database(devdb: DevDB, name: str) -> str:
-    base = devdb.url()
-    engine = db.create_engine(base.rsplit("/", 1)[0] + "/postgres")
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    engine.dispose()
-    url = base.rsplit("/", 1)[0] + "/" + name
-    db.upgrade(db.create_engine(url))
-    return url
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, action="append", help="tree sizes to measure (default 10000)")
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="archive-bench-"))
-    os.chmod(work, 0o755)
-    devdb = DevDB(work)
-    devdb.start()
-    print(f"machine: {os.cpu_count()} cores; database: PostgreSQL in {work} (default durability: fsync on, as in production)")
-    try:
-        for n in args.files or [10000]:
+    with workspace("ingest") as (work, devdb):
+        for n in tree_sizes(__doc__, 10000):
             root = work / f"tree{n}"
             started = time.perf_counter()
             paths = make_tree(root, n)
@@ -183,9 +138,6 @@ def main() -> None:
             print(f"  (d) re-ingest of the unchanged tree:           {d:8.0f} files/s  peak {peak_d:.0f} MB")
             print(f"  ratios: b/c = {b / c:.1f} (target >= 10)   b/a = {b / a:.2f} (target >= 1.4)")
             shutil.rmtree(root)
-    finally:
-        devdb.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -15,20 +15,18 @@ import argparse
 import datetime as dt
 import os
 import random
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from archive_daemon import db  # noqa: E402
-from archive_daemon.devdb import DevDB  # noqa: E402
-from ingest import fresh_database, templates  # noqa: E402
+from bench import fresh_database, workspace  # noqa: E402
+from ingest import templates  # noqa: E402
 
 ARCHIVE = str(Path(sys.executable).with_name("archive-daemon"))
 
@@ -102,13 +100,8 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=2.0, help="settle_seconds (default 2)")
     parser.add_argument("--interval", type=float, default=1.0, help="poll_interval (default 1)")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="archive-bench-"))
-    os.chmod(work, 0o755)
-    devdb = DevDB(work)
-    devdb.start()
-    print(f"machine: {os.cpu_count()} cores; {args.files} files per mode; settle {args.settle} s, "
-          f"poll interval {args.interval} s")
-    try:
+    with workspace(f"{args.files} files per mode; settle {args.settle} s, poll interval {args.interval} s") \
+            as (work, devdb):
         url = fresh_database(devdb, "latency")
         base = bare_insert(url, args.files)
         print(f"  baseline, one INSERT + commit: p50 {percentile(base, .5) * 1000:7.1f} ms  "
@@ -121,9 +114,6 @@ def main() -> None:
                   f"max {max(values):6.2f} s   target p95 < {bounds[mode]:.1f} s: "
                   f"{'met' if p95 < bounds[mode] else 'MISSED'} (p95/target {p95 / bounds[mode]:.2f}, "
                   f"p95/baseline {p95 / percentile(base, .95):.0f})")
-    finally:
-        devdb.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -14,23 +14,20 @@ Target: (b) under 60 s with under 500 MB for a million files on 2 cores.
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import random
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from archive_daemon import db  # noqa: E402
-from archive_daemon.devdb import DevDB  # noqa: E402
 from archive_daemon.store import mtime_of  # noqa: E402
 from archive_daemon.watcher import ScanProblems, name_filter, scan  # noqa: E402
-from ingest import fresh_database, run_command  # noqa: E402
+from bench import fresh_database, run_command, tree_sizes, workspace  # noqa: E402
 
 PER_NIGHT = 600
 INSTRUMENTS = ("shane", "nickel", "AO")
@@ -89,16 +86,8 @@ def peer_baseline(url: str, root: Path, paths: list[str]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, action="append", help="tree sizes to measure (default 100000)")
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="archive-bench-"))
-    os.chmod(work, 0o755)
-    devdb = DevDB(work)
-    devdb.start()
-    print(f"machine: {os.cpu_count()} cores; database: PostgreSQL in {work}")
-    try:
-        for n in args.files or [100000]:
+    with workspace("reconcile") as (work, devdb):
+        for n in tree_sizes(__doc__, 100000):
             root = work / f"tree{n}"
             started = time.perf_counter()
             make_tree(root, n)
@@ -120,9 +109,6 @@ def main() -> None:
                   f"(would take {n / c:.0f} s)")
             print(f"  ratios: b/a = {b / a:.2f}   b/c = {b / c:.1f}")
             shutil.rmtree(root)
-    finally:
-        devdb.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,74 @@
+"""What the benchmark scripts share: a PostgreSQL of their own, fresh databases, timed commands."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from archive_daemon import db  # noqa: E402
+from archive_daemon.devdb import DevDB  # noqa: E402
+
+
+def tree_sizes(doc: str, default: int) -> list[int]:
+    """The --files N options (repeatable) of a benchmark's command line."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, action="append", help=f"tree sizes to measure (default {default})")
+    return parser.parse_args().files or [default]
+
+
+@contextlib.contextmanager
+def workspace(what: str):
+    """A scratch directory and a PostgreSQL cluster in it with default durability (fsync on,
+    as in production); both are gone afterwards. Yields (directory, cluster)."""
+    work = Path(tempfile.mkdtemp(prefix="archive-bench-"))
+    os.chmod(work, 0o755)
+    devdb = DevDB(work)
+    devdb.start()
+    print(f"machine: {os.cpu_count()} cores; database: PostgreSQL in {work} (fsync on); {what}")
+    try:
+        yield work, devdb
+    finally:
+        devdb.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def fresh_database(devdb: DevDB, name: str) -> str:
+    base = devdb.url()
+    engine = db.create_engine(base.rsplit("/", 1)[0] + "/postgres")
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    engine.dispose()
+    url = base.rsplit("/", 1)[0] + "/" + name
+    db.upgrade(db.create_engine(url))
+    return url
+
+
+def run_command(config: Path, url: str, *args: str) -> tuple[float, float, str]:
+    """Run archive-daemon ARGS: (seconds, peak MB of the process and its workers, summary line)."""
+    # The command's own peak is VmHWM: ru_maxrss of an exec'd process keeps the peak of the
+    # process it was forked from (this script, which grows with N). Its workers are forked
+    # without exec, so their ru_maxrss is theirs.
+    child = ("import json, resource, sys; from archive_daemon.cli import main; code = main(sys.argv[1:]); "
+             "hwm = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0]; "
+             "print(json.dumps([hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]), file=sys.stderr); "
+             "sys.exit(code)")
+    env = {**os.environ, "ARCHIVE_DATABASE_URL": url}
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", child, "--config", str(config), *args],
+                            capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"{args[0]} failed:\n{result.stdout}\n{result.stderr}")
+    peak_kb = max(json.loads(result.stderr.strip().splitlines()[-1]))
+    return elapsed, peak_kb / 1024, result.stdout.strip().splitlines()[0]
