@@ -1,23 +1,155 @@
-"""Who may read a file, and from when: the public date after the proprietary period."""
+"""Who may read a file, and from when. Rules in order of precedence, the first that applies decides:
+
+1. the override file of the file's directory (see overrides.py);
+2. always-public instruments and file suffixes (all-sky cameras, quick-look images);
+3. calibration frames: shared with every program observing on that telescope that night,
+   or public at once;
+4. the owning program: from the header (PROPID, PROGRAM...), else from the schedule;
+5. the configured default for files whose owner is unknown.
+
+A file becomes public at the end of its observing night (local noon, in the telescope's
+time zone) plus the proprietary period of its program, else instrument, else telescope,
+else the default. Until then only its grants may read it. Never fail open: a broken
+override file makes the files it governs not public at all (public_date NULL).
+"""
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
+import os
+import zoneinfo
+from dataclasses import dataclass, field
 
 from .config import AccessConfig
+from .layout import placement
 from .obstime import UTC
+from .overrides import OverrideCache
+
+ALWAYS = dt.datetime(1970, 1, 1, tzinfo=UTC)  # public_date of files public from the start
+ALL_OBSERVERS = "all-observers"
 
 
 def add_months(day: dt.date, months: int) -> dt.date:
     """The same day `months` later, clipped to the end of a shorter month."""
     index = day.month - 1 + months
     year, month = day.year + index // 12, index % 12 + 1
-    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+    return dt.date(year, month, min(day.day, _days_in(year, month)))
 
 
-def public_date(night: dt.date | None, mtime: dt.datetime, rules: AccessConfig) -> dt.datetime:
-    """When a file becomes public: its night (else its mtime's date) plus the proprietary period."""
-    base = night or mtime.astimezone(UTC).date()
-    day = add_months(base, rules.proprietary_months)
-    return dt.datetime(day.year, day.month, day.day, tzinfo=UTC)
+def _days_in(year: int, month: int) -> int:
+    return ((dt.date(year + month // 12, month % 12 + 1, 1)) - dt.date(year, month, 1)).days
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the rules read about one file (all of it is in its row)."""
+
+    path: str                       # relative to the root
+    telescope: str | None
+    instrument: str | None
+    frame_type: str | None          # as the header says
+    program: str | None             # as the header says
+    obs_start: dt.datetime | None
+    mtime: dt.datetime
+
+
+@dataclass
+class Decision:
+    public_date: dt.datetime | None     # None: not public, whatever the date
+    grants: tuple[str, ...]
+    frame_type: str | None              # an override's obstype, else the header's
+    rule: str                           # which rule decided, in words
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """(telescope, night) -> programs observing, as loaded from the database."""
+
+    nights: dict = field(default_factory=dict)   # (lower-case telescope, date) -> tuple of programs
+
+    def programs(self, telescope: str | None, night: dt.date | None) -> tuple[str, ...]:
+        return self.nights.get(((telescope or "").lower(), night), ())
+
+
+class Rules:
+    """The access rules of a configuration, with a schedule snapshot and an override cache."""
+
+    def __init__(self, config: AccessConfig, schedule: Schedule, frame_type_of=lambda raw: raw):
+        self.config = config
+        self.schedule = schedule
+        self.frame_type_of = frame_type_of
+        self.overrides = OverrideCache()
+
+    def timezone(self, telescope: str | None) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.config.setting("telescopes", telescope).timezone or self.config.timezone)
+
+    def night(self, facts: Facts) -> tuple[dt.date, str | None]:
+        """The observing night: from the directory, else noon to noon local time, else the mtime."""
+        night = placement(facts.path).night
+        if night is not None:
+            return night, None
+        zone = self.timezone(facts.telescope)
+        if facts.obs_start is not None:
+            return (facts.obs_start.astimezone(zone) - dt.timedelta(hours=12)).date(), None
+        local = facts.mtime.astimezone(zone) - dt.timedelta(hours=12)
+        return local.date(), "no observation date: the night is taken from the file's modification time"
+
+    def months(self, facts: Facts, programs: tuple[str, ...]) -> int:
+        for table, names in (("programs", programs), ("instruments", (facts.instrument,)),
+                             ("telescopes", (facts.telescope,))):
+            found = [p.proprietary_months for p in (self.config.setting(table, n) for n in names)
+                     if p.proprietary_months is not None]
+            if found:
+                return max(found)
+        return self.config.proprietary_months
+
+    def public_date(self, facts: Facts, night: dt.date, programs: tuple[str, ...]) -> dt.datetime:
+        """Noon local time after the night, `months` later."""
+        day = add_months(night + dt.timedelta(days=1), self.months(facts, programs))
+        return dt.datetime(day.year, day.month, day.day, 12, tzinfo=self.timezone(facts.telescope)).astimezone(UTC)
+
+    def decide(self, root_path: str, facts: Facts) -> Decision:
+        directory, name = os.path.split(os.path.join(root_path, facts.path))
+        overrides = self.overrides.get(directory)
+        if overrides.error:
+            return Decision(None, (), facts.frame_type, "override file broken: not public",
+                            [f"access: {overrides.error}"])
+        night, note = self.night(facts)
+        notes = [f"access: {note}"] if note else []
+        frame_type = facts.frame_type
+        obstype = overrides.last("obstype", name)
+        if obstype is not None:
+            frame_type = self.frame_type_of(obstype.values[0])
+        scheduled = self.schedule.programs(facts.telescope, night)
+        access = overrides.last("access", name)
+
+        def decided(rule: str, grants=(), public=False) -> Decision:
+            owners = tuple(g for g in grants if g in scheduled or g == facts.program) or scheduled
+            when = ALWAYS if public else self.public_date(facts, night, owners)
+            return Decision(when, tuple(sorted(set(grants))), frame_type, rule, notes)
+
+        if access is not None:
+            if "public" in access.values:
+                return decided(f"override: public ({access.where})", public=True)
+            names = [n for n in access.values if n != ALL_OBSERVERS]
+            if ALL_OBSERVERS in access.values:
+                names += scheduled
+            return decided(f"override: {' '.join(access.values)} ({access.where})", names)
+        suffix = name.lower()
+        if (facts.instrument or "").lower() in self.config.public_instruments:
+            return decided(f"always-public instrument {facts.instrument}", public=True)
+        if any(suffix.endswith(s) for s in self.config.public_suffixes):
+            return decided("always-public file suffix", public=True)
+        if (frame_type or "").lower() in self.config.calibration_types:
+            if self.config.calibrations == "public":
+                return decided(f"calibration ({frame_type}): public", public=True)
+            owners = scheduled + ((facts.program,) if facts.program else ())
+            return decided(f"calibration ({frame_type}): shared with the night's programs", owners)
+        if facts.program:
+            return decided(f"program {facts.program} (header)", (facts.program,))
+        if scheduled:
+            return decided(f"program {', '.join(scheduled)} (schedule {facts.telescope} {night})", scheduled)
+        if self.config.unknown_owner == "public":
+            return decided("owner unknown: public by configuration", public=True)
+        return decided("owner unknown: proprietary period")

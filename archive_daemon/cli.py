@@ -7,13 +7,18 @@ database error. Errors a user can cause print one line, never a traceback.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from . import db, demo
+from . import db, demo, principals, schedule
+from .access import Facts
+from .recompute import recompute
+from .schedule import current_rules
+from .store import rule_text
 from .config import Config, ConfigError, load_config
 from .devdb import DevDB, DevDBError
 from .loader import ingest
@@ -82,6 +87,87 @@ def cmd_run(config: Config, args) -> int:
     return run(config, args.config, database_url(config))
 
 
+def _connection(config: Config):
+    return ready_engine(config).raw_connection()
+
+
+def cmd_access(config: Config, args) -> int:
+    connection = _connection(config)
+    rules = current_rules(connection, config)
+    if args.action == "recompute":
+        if args.root:
+            config.root(args.root)
+        night = _date(args.night) if args.night else None
+        seen, changed = recompute(connection, config, rules, root=args.root, night=night)
+        print(f"access recomputed: {seen} files, {changed} changed")
+        return 0
+    root, rel = config.root_for(Path(os.path.abspath(args.path)))
+    with connection.cursor() as cursor:
+        cursor.execute("""SELECT telescope, instrument, header_frame_type, program, obs_start, mtime,
+                                 public_date, grants, frame_type, access_rule
+                          FROM files WHERE root = %s AND path = %s""", (root.name, rel))
+        row = cursor.fetchone()
+    if row is None:
+        raise UsageError(f"{args.path}: not in the archive (root {root.name}, path {rel})")
+    decision = rules.decide(str(root.path), Facts(rel, *row[:6]))
+    public = decision.public_date.isoformat() if decision.public_date else "never (until the rule is fixed)"
+    print(f"{root.name}/{rel}")
+    print(f"  rule:        {rule_text(decision)}")
+    print(f"  public from: {public}")
+    print(f"  granted to:  {', '.join(decision.grants) or 'nobody before the public date'}")
+    print(f"  frame type:  {decision.frame_type or '-'}")
+    stored = (row[6], sorted(row[7]), row[8], row[9])
+    if stored != (decision.public_date, list(decision.grants), decision.frame_type, rule_text(decision)):
+        print("  the database still holds an older decision: run `archive-daemon access recompute`")
+    return 0
+
+
+def cmd_users(config: Config, args) -> int:
+    connection = _connection(config)
+    if args.action == "add":
+        principals.add_user(connection, args.name)
+        print(f"user {args.name} added")
+    elif args.action == "disable":
+        principals.disable_user(connection, args.name)
+        print(f"user {args.name} disabled: their tokens no longer work and they see public files only")
+    elif args.action == "grant":
+        principals.grant(connection, args.name, args.program)
+        print(f"user {args.name} is a member of {args.program}")
+    else:
+        for name, disabled, programs in principals.list_users(connection):
+            print(f"{name}{' (disabled)' if disabled else ''}: {', '.join(programs) or 'no programs'}")
+    return 0
+
+
+def cmd_tokens(config: Config, args) -> int:
+    connection = _connection(config)
+    if args.action == "create":
+        print(principals.create_token(connection, args.user))
+        print("(shown once: store it now)", file=sys.stderr)
+    else:
+        print(f"{principals.revoke_tokens(connection, args.user)} tokens of {args.user} revoked")
+    return 0
+
+
+def cmd_schedule(config: Config, args) -> int:
+    connection = _connection(config)
+    rows = schedule.read_file(Path(args.file))
+    nights = schedule.store(connection, rows)
+    rules = current_rules(connection, config)
+    changed = 0
+    for night in sorted({n for _, n in nights}):
+        changed += recompute(connection, config, rules, night=night)[1]
+    print(f"schedule: {len(rows)} entries for {len(nights)} telescope nights; access changed for {changed} files")
+    return 0
+
+
+def _date(text: str):
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--night: {text!r} is not a date (YYYY-MM-DD)") from None
+
+
 def cmd_db(config: Config, args) -> int:
     engine = db.create_engine(database_url(config))
     print(f"database schema at revision {db.upgrade(engine)}")
@@ -124,6 +210,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-mass-delete", action="store_true",
                    help="drop the rows of missing files even when a large share of a root is missing")
     p.set_defaults(handler=cmd_reconcile)
+
+    p = commands.add_parser("access", help="access decisions: recompute them, or explain one")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("recompute", help="decide again after the rules, schedule or override files changed")
+    a.add_argument("--root", metavar="NAME")
+    a.add_argument("--night", metavar="YYYY-MM-DD")
+    a = actions.add_parser("explain", help="which rule decides who may read a file, and why")
+    a.add_argument("path", metavar="PATH")
+    p.set_defaults(handler=cmd_access)
+
+    p = commands.add_parser("users", help="users and their programs")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("add").add_argument("name")
+    actions.add_parser("list")
+    actions.add_parser("disable").add_argument("name")
+    a = actions.add_parser("grant", help="make USER a member of PROGRAM")
+    a.add_argument("name", metavar="USER")
+    a.add_argument("program", metavar="PROGRAM")
+    p.set_defaults(handler=cmd_users)
+
+    p = commands.add_parser("tokens", help="API tokens")
+    p.add_argument("action", choices=["create", "revoke"])
+    p.add_argument("user", metavar="USER")
+    p.set_defaults(handler=cmd_tokens)
+
+    p = commands.add_parser("schedule", help="the observing schedule")
+    p.add_argument("action", choices=["load"])
+    p.add_argument("file", metavar="FILE", help="CSV (telescope,night,program) or YAML")
+    p.set_defaults(handler=cmd_schedule)
 
     p = commands.add_parser("run", help="the service: watch the roots and keep the database equal to them")
     p.set_defaults(handler=cmd_run)

@@ -8,6 +8,7 @@ is always overridable with `$ARCHIVE_DATABASE_URL`.
 from __future__ import annotations
 
 import os
+import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,8 +43,31 @@ class RootConfig:
 
 
 @dataclass(frozen=True)
+class Period:
+    """Settings for one telescope, instrument or program; None: not set at this level."""
+
+    proprietary_months: int | None = None
+    timezone: str | None = None
+
+
+@dataclass(frozen=True)
 class AccessConfig:
+    """The access rules (docs/access.md explains them with examples)."""
+
     proprietary_months: int = 12
+    timezone: str = "UTC"                       # for noon-to-noon nights, unless a telescope says
+    telescopes: tuple[tuple[str, Period], ...] = ()   # (lower-case name, settings)
+    instruments: tuple[tuple[str, Period], ...] = ()
+    programs: tuple[tuple[str, Period], ...] = ()
+    public_instruments: tuple[str, ...] = ()    # lower case
+    public_suffixes: tuple[str, ...] = ()       # lower case, e.g. ".jpg"
+    calibration_types: tuple[str, ...] = ("bias", "dark", "flat", "arc", "focus")
+    calibrations: str = "share"                 # share with the night's programs, or public
+    unknown_owner: str = "proprietary"          # or public
+
+    def setting(self, table: str, name: str | None) -> Period:
+        lowered = (name or "").lower()
+        return next((p for n, p in getattr(self, table) if n == lowered), Period())
 
 
 @dataclass(frozen=True)
@@ -151,6 +175,46 @@ def _read_root(section: Section, base_dir: Path) -> RootConfig:
     return root
 
 
+def _read_periods(section: Section, with_timezone: bool) -> tuple[tuple[str, Period], ...]:
+    periods = []
+    for name in section.keys():
+        entry = section.section(str(name))
+        timezone = entry.string("timezone") if with_timezone else None
+        if timezone is not None:
+            _check_timezone(entry, timezone)
+        periods.append((str(name).lower(), Period(entry.integer("proprietary_months", None) if
+                                                  entry.has("proprietary_months") else None, timezone)))
+        entry.done()
+    return tuple(periods)
+
+
+def _check_timezone(section: Section, name: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise section.fail("timezone", f"unknown time zone {name!r}") from None
+
+
+def _read_access(section: Section) -> AccessConfig:
+    timezone = section.string("timezone", "UTC")
+    _check_timezone(section, timezone)
+    config = AccessConfig(
+        proprietary_months=section.integer("proprietary_months", 12),
+        timezone=timezone,
+        telescopes=_read_periods(section.section("telescopes"), True),
+        instruments=_read_periods(section.section("instruments"), False),
+        programs=_read_periods(section.section("programs"), False),
+        public_instruments=tuple(s.lower() for s in section.strings("public_instruments")),
+        public_suffixes=tuple(s.lower() for s in section.strings("public_suffixes")),
+        calibration_types=tuple(s.lower() for s in section.strings(
+            "calibration_types", AccessConfig.calibration_types)),
+        calibrations=section.choice("calibrations", "share", ("share", "public")),
+        unknown_owner=section.choice("unknown_owner", "proprietary", ("proprietary", "public")),
+    )
+    section.done()
+    return config
+
+
 def load_config(explicit: str | None = None) -> Config:
     """Read, merge with the defaults and validate; raises ConfigError naming the key."""
     path = config_path(explicit)
@@ -185,9 +249,7 @@ def load_config(explicit: str | None = None) -> Config:
     daemon.done()
     if daemon_config.max_delete_fraction > 1:
         raise ConfigError(f"{source}: daemon.max_delete_fraction: must be between 0 and 1")
-    access = top.section("access")
-    access_config = AccessConfig(proprietary_months=access.integer("proprietary_months", 12))
-    access.done()
+    access_config = _read_access(top.section("access"))
 
     generic = read_keyword_map(top.section("keywords"), KeywordMap())
     instruments = tuple(read_profile(s, generic) for s in top.sections("instruments"))

@@ -21,6 +21,7 @@ from .fitsfile import BadFile, read_headers
 from .fitsmeta import extract
 from .skypos import spoint_literal, spoly_literal
 from .deletions import guard
+from .schedule import current_rules
 from .watcher import DiskEntry, ScanProblems, diff, name_filter, scan
 
 CHUNK = 32            # files per task sent to a worker process
@@ -61,27 +62,29 @@ class Summary:
             print(f"  not removed: {message}", file=out)
 
 
-def load_row(root: RootConfig, entry: DiskEntry, config: Config) -> tuple:
+def load_row(root: RootConfig, entry: DiskEntry, config: Config, rules: access.Rules) -> tuple:
     """The database row of one file (store.FILE_COLUMNS order); raises BadFile."""
     headers = read_headers(os.path.join(root.path, entry.path))
     meta = extract(headers, entry.path, config.instruments, config.keywords)
     mtime = store.mtime_of(entry.mtime_us)
+    decision = rules.decide(str(root.path), access.Facts(
+        entry.path, meta.telescope, meta.instrument, meta.frame_type, meta.program, meta.obs_start, mtime))
     return (
         root.name, entry.path, entry.size, mtime, meta.night, meta.instrument, meta.telescope,
-        meta.object, meta.obs_start, meta.obs_end, meta.date_source, meta.exptime, meta.frame_type,
+        meta.object, meta.obs_start, meta.obs_end, meta.date_source, meta.exptime, decision.frame_type,
         meta.filter, meta.program, meta.ra, meta.dec,
         None if meta.ra is None or meta.dec is None else spoint_literal(meta.ra, meta.dec),
         spoly_literal(meta.footprint) if meta.footprint else None,
-        access.public_date(meta.night, mtime, config.access), headers.text,
-        "; ".join(meta.notes) or None,
+        decision.public_date, headers.text, "; ".join(meta.notes) or None,
+        store.array_literal(decision.grants), store.rule_text(decision), meta.frame_type,
     )
 
 
-def _load_chunk(root: RootConfig, chunk: list[tuple[str, DiskEntry]], config: Config) -> list:
+def _load_chunk(root: RootConfig, chunk: list[tuple[str, DiskEntry]], config: Config, rules: access.Rules) -> list:
     results = []
     for kind, entry in chunk:
         try:
-            results.append((kind, entry, store.copy_line(load_row(root, entry, config)), None))
+            results.append((kind, entry, store.copy_line(load_row(root, entry, config, rules)), None))
         except BadFile as exc:
             results.append((kind, entry, None, str(exc)))
         except Exception as exc:  # a bug must cost one file, never the run
@@ -89,16 +92,16 @@ def _load_chunk(root: RootConfig, chunk: list[tuple[str, DiskEntry]], config: Co
     return results
 
 
-_worker_config: list[Config] = []
+_worker_state: list = []
 
 
-def _init_worker(config: Config) -> None:
-    _worker_config[:] = [config]
+def _init_worker(config: Config, rules: access.Rules) -> None:
+    _worker_state[:] = [config, rules]
 
 
 def _worker_chunk(task):
     root, chunk = task
-    return _load_chunk(root, chunk, _worker_config[0])
+    return _load_chunk(root, chunk, *_worker_state)
 
 
 def _chunks(root: RootConfig, items: Iterator, size: int, gate: threading.Semaphore | None) -> Iterator:
@@ -122,21 +125,22 @@ class HeaderReaders:
     With one worker, headers are read in this process.
     """
 
-    def __init__(self, config: Config, workers: int, start_method: str = "fork"):
+    def __init__(self, config: Config, workers: int, rules: access.Rules, start_method: str = "fork"):
         # fork starts at once; a process that already runs threads (the daemon) spawns instead,
         # since a child forked while another thread holds a lock can hang on it.
         self.config = config
+        self.rules = rules
         self.workers = workers
         self._pool = None
         if workers > 1:
             self._pool = multiprocessing.get_context(start_method).Pool(workers, initializer=_init_worker,
-                                                                        initargs=(config,))
+                                                                        initargs=(config, rules))
 
     def load(self, root: RootConfig, todo: Iterable[tuple[str, DiskEntry]]) -> Iterator[tuple]:
         """(kind, entry, COPY line or None, failure reason or None) for each file, in any order."""
         if self._pool is None:
             for _, chunk in _chunks(root, todo, CHUNK, None):
-                yield from _load_chunk(root, chunk, self.config)
+                yield from _load_chunk(root, chunk, self.config, self.rules)
             return
         # Enough work in flight for the workers to go on while a batch is being written.
         gate = threading.Semaphore(max(self.workers * CHUNKS_PER_WORKER, 2 * self.config.ingest.batch_size // CHUNK))
@@ -217,19 +221,20 @@ def ingest(engine, config: Config, root: RootConfig, prefixes: Iterable[str], wo
             yield from compare(reading.connection.dbapi_connection, root, prefixes, summary, on_progress)
 
     batch = Batch()
-    with engine.connect() as writing, HeaderReaders(config, workers) as readers:
+    with engine.connect() as writing:
         dbapi = writing.connection.dbapi_connection
-        for kind, entry, line, reason in readers.load(root, todo()):
-            batch.add(root.name, kind, entry, line, reason)
-            if line is None:
-                summary.failed.append((entry.path, reason))
-            elif kind == "changed":
-                summary.updated += 1
-            else:
-                summary.new += 1
-            on_progress(1)
-            if len(batch) >= config.ingest.batch_size:
-                batch.write(dbapi)
+        with HeaderReaders(config, workers, current_rules(dbapi, config)) as readers:
+            for kind, entry, line, reason in readers.load(root, todo()):
+                batch.add(root.name, kind, entry, line, reason)
+                if line is None:
+                    summary.failed.append((entry.path, reason))
+                elif kind == "changed":
+                    summary.updated += 1
+                else:
+                    summary.new += 1
+                on_progress(1)
+                if len(batch) >= config.ingest.batch_size:
+                    batch.write(dbapi)
         batch.write(dbapi)
         if drop_gone:
             deletions = guard(root, summary.gone, summary.known, summary.problems,

@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 
 import psycopg2
 
-from . import db
+from . import db, schedule
 from .config import Config, ConfigError, RootConfig, load_config
 from .deletions import ALWAYS_DROPPABLE
 from .leader import Leader
 from .loader import Batch, HeaderReaders
 from .mounts import watch_mode
+from .overrides import is_override
+from .recompute import recompute
 from .reconcile import Reconciled, Reconciler
 from .sdnotify import Notifier, setup_logging
 from .store import delete_files
@@ -36,6 +38,7 @@ log = logging.getLogger("archive_daemon.service")
 
 TICK = 0.25            # seconds the loop waits when there is nothing to do
 STANDBY_RETRY = 1.0    # how often a standby tries to take the lock
+VERSION_CHECK = 5.0    # how often the leader looks for schedule or user changes
 MAX_BACKOFF = 30.0
 WATCH_RETRY = 2.0      # how often a watch that could not start is tried again
 
@@ -70,6 +73,10 @@ class Service:
         self.backoff = 1.0
         self.next_reconcile = float("inf")
         self.counters = Counters()
+        self.access_version: int | None = None
+        self.rules = None
+        self.next_version_check = 0.0
+        self.recompute_dirs: set[tuple[str, str]] = set()
         self.stop_requested = False
         self.reload_requested = False
 
@@ -79,7 +86,6 @@ class Service:
     # --- the loop -------------------------------------------------------------------------
 
     def run(self) -> int:
-        self.readers = HeaderReaders(self.config, self.config.ingest.worker_count, "spawn")
         log.info("archive-daemon starting: %d roots, database %s", len(self.config.roots), _safe(self.url))
         try:
             while not self.stop_requested:
@@ -115,9 +121,12 @@ class Service:
         for key in gone:
             self.todo.pop(key, None)
             self.gone.add(key)
-        if not self.leader.leading or not (self.todo or self.gone):
+        if not self.leader.leading:
             return False
         try:
+            self._follow_access_changes()
+            if not (self.todo or self.gone):
+                return False
             if self.gone:
                 self._drop()
             if self.todo:
@@ -142,6 +151,9 @@ class Service:
     def _handle(self, item) -> None:
         kind, root, detail = item
         if not self.active or root not in self.settler.roots:
+            return
+        if kind in ("touched", "closed", "deleted") and is_override(os.path.basename(detail)):
+            self.recompute_dirs.add((root, os.path.dirname(detail)))
             return
         if kind == "touched":
             self.settler.touched(root, detail)
@@ -204,6 +216,27 @@ class Service:
             log.warning("%s/%s not archived: %s", root_name, path, reason,
                         extra={"ROOT": root_name, "FILE_PATH": path, "REASON": reason})
 
+    def _follow_access_changes(self) -> None:
+        """New rules for loading once the schedule or the principals change; decisions made
+        again for directories whose override file changed."""
+        if time.monotonic() >= self.next_version_check:
+            self.next_version_check = time.monotonic() + VERSION_CHECK
+            if schedule.version(self.leader.connection) != self.access_version:
+                self._new_rules()
+        while self.recompute_dirs:
+            root, directory = self.recompute_dirs.pop()
+            seen, changed = recompute(self.leader.connection, self.config, self.rules, root=root,
+                                      prefix=directory, on_progress=self.notifier.watchdog)
+            log.info("override file changed in %s/%s: access decided again for %d files, %d changed",
+                     root, directory, seen, changed, extra={"ROOT": root, "FILE_PATH": directory})
+
+    def _new_rules(self) -> None:
+        self.access_version = schedule.version(self.leader.connection)
+        self.rules = schedule.current_rules(self.leader.connection, self.config)
+        if self.readers is not None:
+            self.readers.close()
+        self.readers = HeaderReaders(self.config, self.config.ingest.worker_count, self.rules, "spawn")
+
     def _drop(self) -> None:
         by_root: dict[str, list[str]] = {}
         for root, path in self.gone:
@@ -253,6 +286,7 @@ class Service:
         if self.active:
             return
         log.info("leading: watching %d roots", len(self.config.roots))
+        self._new_rules()
         self.active = True
         self.reconciler = Reconciler(self.url, self.config, self.found)
         self.reconciler.start()
@@ -352,15 +386,23 @@ class Service:
             log.error("configuration not reloaded, the previous one stays in force: %s", exc)
             return
         self.counters.warnings.pop("config", None)
-        old = self._roots()
+        old, old_access = self._roots(), self.config.access
         self.config = config
+        self.access_version = None  # new rules at the next look, should the database be away now
         self.settler.roots = self._roots()
         for name in old.keys() - self.settler.roots.keys():
             self.settler.forget_root(name)
             self.todo = {k: v for k, v in self.todo.items() if k[0] != name}
             self.gone = {k for k in self.gone if k[0] != name}
-        self.readers.close()
-        self.readers = HeaderReaders(config, config.ingest.worker_count, "spawn")
+        if self.active and self.leader.leading:
+            try:
+                self._new_rules()
+                if config.access != old_access:
+                    seen, changed = recompute(self.leader.connection, config, self.rules,
+                                              on_progress=self.notifier.watchdog)
+                    log.info("access rules changed: decided again for %d files, %d changed", seen, changed)
+            except psycopg2.Error as exc:
+                self._lost_database(exc)
         if self.active:
             self._stop_watching()
             self.reconciler = Reconciler(self.url, config, self.found)

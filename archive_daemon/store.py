@@ -22,7 +22,7 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 FILE_COLUMNS = (
     "root", "path", "size", "mtime", "night", "instrument", "telescope", "object", "obs_start",
     "obs_end", "date_source", "exptime", "frame_type", "filter", "program", "ra", "dec",
-    "pos", "footprint", "public_date", "header", "notes",
+    "pos", "footprint", "public_date", "header", "notes", "grants", "access_rule", "header_frame_type",
 )
 _COLUMN_LIST = ", ".join(FILE_COLUMNS)
 _UPSERT = f"""
@@ -38,7 +38,7 @@ _INCOMING = """
         instrument text, telescope text, object text, obs_start timestamptz, obs_end timestamptz,
         date_source text, exptime double precision, frame_type text, filter text, program text,
         ra double precision, dec double precision, pos spoint, footprint text, public_date timestamptz,
-        header text COMPRESSION lz4, notes text
+        header text COMPRESSION lz4, notes text, grants text[], access_rule text, header_frame_type text
     ) ON COMMIT DELETE ROWS
 """
 
@@ -72,6 +72,16 @@ def known_entries(connection, root: str, prefix: str) -> Iterator[KnownEntry]:
         cursor.execute(query, {"root": root, **params})
         for path, size, mtime_us, failure in cursor:
             yield KnownEntry(path, size, mtime_us, failure)
+
+
+def array_literal(values) -> str:
+    """A text[] value as PostgreSQL reads it (COPY's own escaping comes on top)."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
+def rule_text(decision) -> str:
+    """What `access explain` shows of a decision: the rule, then its notes."""
+    return "; ".join([decision.rule, *decision.notes])
 
 
 def _copy_field(value) -> str:

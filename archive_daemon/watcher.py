@@ -28,6 +28,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers.inotify import InotifyObserver
 
 from .config import RootConfig
+from .overrides import is_override
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ class _PathFilter:
 
     def __call__(self, relpath: str) -> bool:
         *dirs, name = relpath.split("/")
-        return self.accept(name) and all(map(self.keep_dir, dirs))
+        return (self.accept(name) or is_override(name)) and all(map(self.keep_dir, dirs))
 
 
 class _Forward(FileSystemEventHandler):
@@ -254,7 +255,8 @@ class PollingWatch:
 
     def __init__(self, root: RootConfig, events: queue.Queue, today=dt.date.today):
         self.root, self.events, self.today = root, events, today
-        self.accept = name_filter(root.include, root.exclude)
+        files = name_filter(root.include, root.exclude)
+        self.accept = lambda name: files(name) or is_override(name)
         self.keep_dir = name_filter(["*"], root.exclude)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -1,0 +1,178 @@
+"""Per-directory override files: who may read which files of one directory, and their frame type.
+
+Two formats. The Lick `override.access` one, line by line:
+
+    # comments and blank lines are ignored
+    r1234.fits obstype flat            # the file's frame type
+    r[12]*     access  alice 2024A-007 # these principals may read it (or: public)
+
+and the same in YAML (`override.yaml`), a list of {files, access, obstype}. Numbered
+versions (`override.2.access`, `override.3.yaml`...) supersede lower ones: the highest
+number in the directory is in force. A pattern `aaa.fits` also matches `aaa.*.fits`
+(products derived from the file). Where several lines match a file, the last one wins.
+A broken file is an error for its whole directory: the caller must fail closed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from dataclasses import dataclass, field
+
+import yaml
+
+_NAME = re.compile(r"override(?:\.(\d+))?\.(access|yaml)$")
+
+
+def is_override(name: str) -> bool:
+    """Whether a file name is that of an override file (in force or not)."""
+    return bool(_NAME.match(name))
+
+
+class OverrideError(Exception):
+    """A line that cannot be understood; the message names the file and the line."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    pattern: str
+    kind: str                  # "access" or "obstype"
+    values: tuple[str, ...]
+    where: str                 # "path line N", for `access explain`
+
+    def matches(self, name: str) -> bool:
+        if fnmatch.fnmatchcase(name, self.pattern):
+            return True
+        stem, dot, ext = self.pattern.rpartition(".")
+        return bool(dot) and fnmatch.fnmatchcase(name, f"{stem}.*.{ext}")
+
+
+@dataclass
+class Overrides:
+    """The override file in force for one directory (none: no rules)."""
+
+    path: str | None = None
+    rules: list[Rule] = field(default_factory=list)
+    error: str | None = None
+
+    def last(self, kind: str, name: str) -> Rule | None:
+        found = None
+        for rule in self.rules:
+            if rule.kind == kind and rule.matches(name):
+                found = rule
+        return found
+
+
+def find(directory: str) -> str | None:
+    """The override file in force in `directory`: the highest-numbered one."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return None
+    candidates = []
+    for name in names:
+        match = _NAME.match(name)
+        if match:
+            candidates.append((int(match.group(1) or 0), match.group(2) == "yaml", name))
+    if not candidates:
+        return None
+    number, _, name = max(candidates)
+    same = [c for c in candidates if c[0] == number]
+    if len(same) > 1:
+        raise OverrideError(f"{directory}: both {same[0][2]} and {same[1][2]} claim to be in force")
+    return os.path.join(directory, name)
+
+
+def _rule(pattern: str, verb: str, values: list[str], where: str) -> Rule:
+    if verb not in ("access", "obstype"):
+        raise OverrideError(f"{where}: unknown word {verb!r} (expected access or obstype)")
+    if not values:
+        raise OverrideError(f"{where}: {verb} needs {'at least one name' if verb == 'access' else 'a frame type'}")
+    if verb == "obstype" and len(values) != 1:
+        raise OverrideError(f"{where}: obstype takes one frame type, got {' '.join(values)}")
+    return Rule(pattern, verb, tuple(values), where)
+
+
+def parse_access(text: str, path: str) -> list[Rule]:
+    rules = []
+    for number, line in enumerate(text.splitlines(), 1):
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        where = f"{path} line {number}"
+        if len(words) < 2:
+            raise OverrideError(f"{where}: expected `<files> access <names...>` or `<files> obstype <type>`")
+        rules.append(_rule(words[0], words[1], words[2:], where))
+    return rules
+
+
+def parse_yaml(text: str, path: str) -> list[Rule]:
+    try:
+        data = yaml.safe_load(text) or []
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise OverrideError(f"{path} line {mark.line + 1 if mark else '?'}: not valid YAML") from None
+    if not isinstance(data, list):
+        raise OverrideError(f"{path}: must be a list of {{files, access, obstype}} entries")
+    rules = []
+    for number, entry in enumerate(data, 1):
+        where = f"{path} entry {number}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("files"), str):
+            raise OverrideError(f"{where}: needs `files: <pattern>`")
+        unknown = set(entry) - {"files", "access", "obstype"}
+        if unknown:
+            raise OverrideError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        for verb in ("access", "obstype"):
+            if verb in entry:
+                value = entry[verb]
+                values = [value] if isinstance(value, str) else value
+                if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                    raise OverrideError(f"{where}: {verb} must be a name or a list of names")
+                rules.append(_rule(entry["files"], verb, values, where))
+    return rules
+
+
+def read(directory: str) -> Overrides:
+    """The rules in force for a directory; a broken file gives Overrides with `error` set."""
+    try:
+        path = find(directory)
+        if path is None:
+            return Overrides()
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+        parse = parse_yaml if path.endswith(".yaml") else parse_access
+        return Overrides(path, parse(text, path))
+    except OverrideError as exc:
+        return Overrides(None, [], str(exc))
+    except OSError as exc:
+        return Overrides(None, [], f"{directory}: override file unreadable: {exc.strerror}")
+
+
+class OverrideCache:
+    """Override files by directory, read again when the directory or the file in force changes.
+
+    The directory's mtime changes when an override file appears or goes, the file's own when
+    it is edited in place: two stats a look-up, no directory listing.
+    """
+
+    def __init__(self):
+        self._cache: dict[str, tuple[int | None, int | None, Overrides]] = {}
+
+    def get(self, directory: str) -> Overrides:
+        directory_mtime = _mtime(directory)
+        cached = self._cache.get(directory)
+        if cached is not None and cached[0] == directory_mtime and cached[1] == _mtime(cached[2].path):
+            return cached[2]
+        overrides = read(directory)
+        self._cache[directory] = (directory_mtime, _mtime(overrides.path), overrides)
+        return overrides
+
+
+def _mtime(path: str | None) -> int | None:
+    if path is None:
+        return None
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
