@@ -248,3 +248,15 @@ def test_a_watch_that_dies_is_noticed_and_restarted(daemons, engine, archive_roo
     wait_until(lambda: archived(engine), timeout=20, what="the file, through the restarted watch")
     pings = [t for t, m in daemon.notify.messages if m.get("WATCHDOG") == "1"]
     assert max(b - a for a, b in zip(pings, pings[1:])) < 2.0  # a missing root is no reason to be restarted
+
+
+def test_an_edited_override_file_changes_access_without_a_restart(daemons, engine, archive_root, tmp_path):
+    directory = archive_root / NIGHT / "cam"
+    directory.mkdir(parents=True)
+    (directory / "r1.fits").write_bytes(fits_bytes(tmp_path))
+    (directory / "override.access").write_text("r* access alice\n")
+    daemons().start()
+    wait_until(lambda: rows(engine), what="the file")
+    assert rows(engine)[f"{NIGHT}/cam/r1.fits"]["grants"] == ["alice"]
+    (directory / "override.1.access").write_text("r* access bob\n")
+    wait_until(lambda: rows(engine)[f"{NIGHT}/cam/r1.fits"]["grants"] == ["bob"], what="the new override in force")
