@@ -260,3 +260,17 @@ def test_an_edited_override_file_changes_access_without_a_restart(daemons, engin
     assert rows(engine)[f"{NIGHT}/cam/r1.fits"]["grants"] == ["alice"]
     (directory / "override.1.access").write_text("r* access bob\n")
     wait_until(lambda: rows(engine)[f"{NIGHT}/cam/r1.fits"]["grants"] == ["bob"], what="the new override in force")
+
+
+def test_sighup_with_new_access_rules_decides_again(daemons, engine, archive_root, tmp_path):
+    (archive_root / NIGHT / "cam").mkdir(parents=True)
+    (archive_root / NIGHT / "cam" / "r1.fits").write_bytes(fits_bytes(tmp_path))
+    daemon = daemons().start()
+    wait_until(lambda: rows(engine), what="the file")
+    before = rows(engine)[f"{NIGHT}/cam/r1.fits"]["public_date"]
+    settings = yaml.safe_load(daemon.config.read_text())
+    settings["access"] = {"proprietary_months": 24}
+    daemon.config.write_text(yaml.safe_dump(settings))
+    daemon.signal(signal.SIGHUP)
+    wait_until(lambda: rows(engine)[f"{NIGHT}/cam/r1.fits"]["public_date"] != before, what="the new period")
+    assert rows(engine)[f"{NIGHT}/cam/r1.fits"]["public_date"].year == before.year + 1
