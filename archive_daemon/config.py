@@ -87,6 +87,21 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    """The web API (docs/api.md)."""
+
+    max_limit: int = 1000             # rows per page
+    default_limit: int = 100
+    max_radius_deg: float = 10.0      # cone searches
+    trust_remote_user: bool = False   # accept the front end's REMOTE_USER (Apache authenticated the user)
+    user_header: str | None = None    # or this request header, from trusted_proxies only
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    x_sendfile: bool = False          # let Apache's mod_xsendfile send downloads
+    tar_max_files: int = 10000
+    tar_max_bytes: int = 50 * 2**30
+
+
+@dataclass(frozen=True)
 class Config:
     source: str
     database_url: str | None
@@ -96,6 +111,7 @@ class Config:
     access: AccessConfig
     ingest: IngestConfig
     daemon: DaemonConfig
+    api: ApiConfig
     base_dir: Path
 
     def root(self, name: str) -> RootConfig:
@@ -250,10 +266,18 @@ def load_config(explicit: str | None = None) -> Config:
     if daemon_config.max_delete_fraction > 1:
         raise ConfigError(f"{source}: daemon.max_delete_fraction: must be between 0 and 1")
     access_config = _read_access(top.section("access"))
+    api = top.section("api")
+    api_config = ApiConfig(
+        max_limit=api.integer("max_limit", 1000, 1), default_limit=api.integer("default_limit", 100, 1),
+        max_radius_deg=api.number("max_radius_deg", 10.0), trust_remote_user=api.boolean("trust_remote_user", False),
+        user_header=api.string("user_header"), trusted_proxies=api.strings("trusted_proxies", ("127.0.0.1", "::1")),
+        x_sendfile=api.boolean("x_sendfile", False), tar_max_files=api.integer("tar_max_files", 10000, 1),
+        tar_max_bytes=api.integer("tar_max_bytes", 50 * 2**30, 1))
+    api.done()
 
     generic = read_keyword_map(top.section("keywords"), KeywordMap())
     instruments = tuple(read_profile(s, generic) for s in top.sections("instruments"))
     top.done()
     return Config(source=source, database_url=url, roots=roots, keywords=generic,
                   instruments=instruments, access=access_config, ingest=ingest_config,
-                  daemon=daemon_config, base_dir=base_dir)
+                  daemon=daemon_config, api=api_config, base_dir=base_dir)

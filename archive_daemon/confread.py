@@ -75,6 +75,12 @@ class Section:
             raise self.fail(name, f"must be at least {minimum} (got {value!r})")
         return value
 
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.raw(name, default)
+        if not isinstance(value, bool):
+            raise self.fail(name, f"must be true or false (got {value!r})")
+        return value
+
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.raw(name, default)
         if value not in choices:

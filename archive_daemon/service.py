@@ -39,6 +39,7 @@ log = logging.getLogger("archive_daemon.service")
 TICK = 0.25            # seconds the loop waits when there is nothing to do
 STANDBY_RETRY = 1.0    # how often a standby tries to take the lock
 VERSION_CHECK = 5.0    # how often the leader looks for schedule or user changes
+HEARTBEAT = 10.0       # how often a daemon records that it is alive (the API's health check reads it)
 MAX_BACKOFF = 30.0
 WATCH_RETRY = 2.0      # how often a watch that could not start is tried again
 
@@ -76,6 +77,7 @@ class Service:
         self.access_version: int | None = None
         self.rules = None
         self.next_version_check = 0.0
+        self.next_heartbeat = 0.0
         self.recompute_dirs: set[tuple[str, str]] = set()
         self.stop_requested = False
         self.reload_requested = False
@@ -97,11 +99,26 @@ class Service:
                 if self._watches_ok():
                     self.notifier.watchdog()
                 self.notifier.status(self._status())
+                self._heartbeat()
                 if not busy and not self.stop_requested:
                     self._wait()
         finally:
             self._shutdown()
         return 0
+
+    def _heartbeat(self) -> None:
+        if self.leader.connection is None or time.monotonic() < self.next_heartbeat:
+            return
+        self.next_heartbeat = time.monotonic() + HEARTBEAT
+        try:
+            with self.leader.connection.cursor() as cursor:
+                cursor.execute("""
+                    INSERT INTO daemon_heartbeat (name, role, status) VALUES (%s, %s, %s)
+                    ON CONFLICT (name) DO UPDATE SET role = excluded.role, status = excluded.status, beat_at = now()
+                """, (self.leader.name, "leader" if self.leader.leading else "standby", self._status()))
+            self.leader.connection.commit()
+        except psycopg2.Error as exc:
+            self._lost_database(exc)
 
     def _wait(self) -> None:
         try:

@@ -1,0 +1,50 @@
+"""The WSGI application: `gunicorn -c api/gunicorn.conf.py api.app:application`.
+
+`create_app(config, engine)` builds it from its dependencies, so that tests build one on
+their own database; `application` is the one gunicorn serves, configured the usual way
+(--config-less: $ARCHIVE_CONFIG, else /etc/archive-daemon/config.yaml; $ARCHIVE_DATABASE_URL).
+"""
+
+from __future__ import annotations
+
+import falcon
+import psycopg2
+import sqlalchemy as sa
+
+from archive_daemon import db
+from archive_daemon.config import Config, load_config
+
+from .auth import Authentication
+from .database import Connection
+from .files import Download, File, Header
+from .health import Health
+from .search import Files
+
+
+def create_app(config: Config, engine: sa.Engine) -> falcon.App:
+    app = falcon.App(middleware=[Connection(engine), Authentication(config.api)])
+    app.req_options.auto_parse_qs_csv = False
+    app.req_options.keep_blank_qs_values = True
+    app.add_route("/api/v1/files", Files(config.api))
+    app.add_route("/api/v1/files/{file_id}", File())
+    app.add_route("/api/v1/files/{file_id}/header", Header())
+    app.add_route("/api/v1/files/{file_id}/download", Download(config))
+    app.add_route("/api/v1/health", Health(engine))
+    app.add_error_handler(psycopg2.OperationalError, _database_unavailable)
+    app.add_error_handler(sa.exc.OperationalError, _database_unavailable)
+    return app
+
+
+def _database_unavailable(req, resp, exc, params):
+    raise falcon.HTTPServiceUnavailable(title="Database unavailable", description=db.first_line(exc),
+                                        retry_after=10)
+
+
+def _from_environment() -> falcon.App:
+    from archive_daemon.cli import database_url
+    config = load_config()
+    return create_app(config, sa.create_engine(db.driver_url(database_url(config)), pool_size=16,
+                                               max_overflow=16, pool_pre_ping=True))
+
+
+application = _from_environment()

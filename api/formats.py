@@ -1,0 +1,61 @@
+"""Search results as JSON, CSV or VOTable, chosen by `format=` or else the Accept header."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+
+import falcon
+
+CSV = "text/csv"
+VOTABLE = "application/x-votable+xml"
+BY_NAME = {"json": falcon.MEDIA_JSON, "csv": CSV, "votable": VOTABLE}
+
+
+def plain(value):
+    """A value as JSON and CSV carry it."""
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    return value
+
+
+def render(req: falcon.Request, resp: falcon.Response, fmt: str | None, fields: list[str],
+           records: list[dict], envelope: dict) -> None:
+    media = BY_NAME[fmt] if fmt else (req.client_prefers([falcon.MEDIA_JSON, CSV, VOTABLE]) or falcon.MEDIA_JSON)
+    if media == CSV:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(fields)
+        for record in records:
+            writer.writerow(["" if record[f] is None else plain(record[f]) for f in fields])
+        resp.content_type = "text/csv; charset=utf-8"
+        resp.text = out.getvalue()
+        if envelope.get("next"):
+            resp.append_link(envelope["next"], "next")
+        resp.set_header("X-Total-Count", str(envelope["count"]))
+    elif media == VOTABLE:
+        resp.content_type = VOTABLE
+        resp.data = _votable(fields, records)
+        if envelope.get("next"):
+            resp.append_link(envelope["next"], "next")
+        resp.set_header("X-Total-Count", str(envelope["count"]))
+    else:
+        resp.media = {**envelope, "results": [{k: plain(v) for k, v in r.items()} for r in records]}
+
+
+def _votable(fields: list[str], records: list[dict]) -> bytes:
+    from astropy.io.votable import from_table
+    from astropy.table import MaskedColumn, Table
+    columns = []
+    for name in fields:
+        values = [plain(r[name]) for r in records]
+        sample = next((v for v in values if v is not None), "")
+        fill = "" if isinstance(sample, str) else 0
+        columns.append(MaskedColumn([fill if v is None else v for v in values], name=name,
+                                    mask=[v is None for v in values],
+                                    dtype=str if isinstance(sample, str) else None))
+    table = Table(columns) if records else Table(names=fields)
+    out = io.BytesIO()
+    from_table(table).to_xml(out)
+    return out.getvalue()

@@ -1,0 +1,19 @@
+"""gunicorn settings for the archive API (gunicorn -c api/gunicorn.conf.py api.app:application).
+
+Threaded workers: a download to a slow client occupies a thread, not the worker, so the
+worker keeps answering gunicorn's heartbeat and is never killed by `timeout` however long
+the transfer takes. Files go out through sendfile(2).
+"""
+
+import os
+
+bind = os.environ.get("ARCHIVE_API_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("ARCHIVE_API_WORKERS", os.cpu_count() or 2))
+worker_class = "gthread"
+threads = int(os.environ.get("ARCHIVE_API_THREADS", 8))
+timeout = 30
+graceful_timeout = 30
+keepalive = 5
+sendfile = True
+accesslog = "-"
+forwarded_allow_ips = os.environ.get("ARCHIVE_API_PROXIES", "127.0.0.1")

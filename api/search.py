@@ -1,0 +1,179 @@
+"""GET /api/v1/files: search, with keyset pagination, in JSON, CSV or VOTable.
+
+Every query goes through archive_daemon.visibility.VISIBLE: a file the caller may not read
+is not counted, not listed, not hinted at.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import urllib.parse
+
+import falcon
+
+from archive_daemon.config import ApiConfig
+from archive_daemon.visibility import VISIBLE
+
+from .formats import render
+from .params import Params, bad
+
+# Public name -> SQL. Grants and headers are never listed here.
+FIELDS = {name: f"f.{name}" for name in (
+    "id", "root", "path", "size", "mtime", "night", "instrument", "telescope", "object", "obs_start",
+    "obs_end", "exptime", "frame_type", "filter", "program", "ra", "dec", "public_date")}
+# Sort keys with an index behind them.
+SORTS = {"id": "f.id", "obs_start": "f.obs_start", "night": "f.night", "path": "f.path",
+         "public_date": "f.public_date", "object": "lower(f.object)", "instrument": "lower(f.instrument)",
+         "telescope": "lower(f.telescope)", "program": "f.program"}
+EXACT = {"instrument": "lower(f.instrument)", "telescope": "lower(f.telescope)", "frame_type": "lower(f.frame_type)",
+         "filter": "lower(f.filter)", "program": "f.program", "root": "f.root"}
+
+
+def _cursor_token(values: list) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode().rstrip("=")
+
+
+def _cursor_values(token: str) -> list:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        raise bad("cursor", "not a cursor this API gave out") from None
+    if not isinstance(values, list) or len(values) != 2 or not isinstance(values[1], int):
+        raise bad("cursor", "not a cursor this API gave out")
+    return values
+
+
+class Query:
+    """The WHERE clause of a search, built from its parameters."""
+
+    def __init__(self, params: Params, settings: ApiConfig, principals: list[str]):
+        self.clauses = [VISIBLE]
+        self.args: dict = {"principals": principals}
+        ra, dec = params.angle("ra", hours=True), params.angle("dec", hours=False)
+        radius = params.radius("radius", settings.max_radius_deg)
+        given = [n for n, v in (("ra", ra), ("dec", dec), ("radius", radius)) if v is not None]
+        if given and len(given) != 3:
+            missing = next(n for n in ("ra", "dec", "radius") if n not in given)
+            raise bad(missing, "a cone search needs ra, dec and radius together")
+        if given:
+            self.add("f.pos <@ scircle(spoint(radians(%(ra)s), radians(%(dec)s)), radians(%(radius)s))",
+                     ra=ra, dec=dec, radius=radius)
+        start, end = params.time("start"), params.time("end")
+        if start and end and end < start:
+            raise bad("end", "is before start")
+        if start:
+            self.add("f.obs_start >= %(start)s", start=start)
+        if end:
+            self.add("f.obs_start < %(end)s", end=end)
+        night = params.date("night")
+        if night:
+            self.add("f.night = %(night)s", night=night)
+        obj = params.text("object")
+        match = params.choice("object_match", "exact", ("exact", "prefix", "contains"))
+        if obj:
+            pattern = obj.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            if match == "exact":
+                self.add("lower(f.object) = %(object)s", object=obj.lower())
+            elif match == "prefix":
+                self.add("lower(f.object) LIKE %(object)s", object=pattern + "%")
+            else:
+                self.add("lower(f.object) LIKE %(object)s", object="%" + pattern + "%")
+        for name, column in EXACT.items():
+            value = params.text(name)
+            if value is not None:
+                self.add(f"{column} = %({name})s", **{name: value if name in ("program", "root") else value.lower()})
+        prefix = params.text("path")
+        if prefix:
+            prefix = prefix.strip("/")
+            self.add("(f.path = %(path)s OR (f.path >= %(below)s AND f.path < %(after)s))",
+                     path=prefix, below=prefix + "/", after=prefix + "0")
+        low, high = params.number("exptime_min"), params.number("exptime_max")
+        if low is not None:
+            self.add("f.exptime >= %(exptime_min)s", exptime_min=low)
+        if high is not None:
+            self.add("f.exptime <= %(exptime_max)s", exptime_max=high)
+
+    def add(self, clause: str, **args) -> None:
+        self.clauses.append(clause)
+        self.args.update(args)
+
+    @property
+    def where(self) -> str:
+        return " AND ".join(self.clauses)
+
+
+class Files:
+    """The search resource."""
+
+    def __init__(self, settings: ApiConfig):
+        self.settings = settings
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        params = Params(req)
+        query = Query(params, self.settings, req.context.principals)
+        count_only = params.boolean("count")
+        fields = self._fields(params)
+        descending, sort = self._sort(params)
+        limit = params.integer("limit", self.settings.default_limit, 1, self.settings.max_limit)
+        cursor = params.text("cursor")
+        fmt = params.choice("format", None, ("json", "csv", "votable"))
+        params.done()
+        connection = req.context.connection
+        with connection.cursor() as db:
+            db.execute(f"SELECT count(*) FROM files f WHERE {query.where}", query.args)
+            count = db.fetchone()[0]
+            if count_only:
+                resp.media = {"count": count}
+                return
+            where, args = query.where, dict(query.args)
+            if cursor:
+                where += " AND " + self._after(sort, descending, _cursor_values(cursor), args)
+            direction = "DESC" if descending else "ASC"
+            columns = ", ".join(FIELDS[f] for f in fields)
+            db.execute(f"""SELECT {columns}, {SORTS[sort]}, f.id FROM files f WHERE {where}
+                           ORDER BY {SORTS[sort]} {direction} NULLS LAST, f.id {direction}
+                           LIMIT %(limit)s""", {**args, "limit": limit + 1})
+            rows = db.fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        following = None
+        if more:
+            last = rows[-1]
+            values = [last[-2].isoformat() if isinstance(last[-2], (dt.date, dt.datetime)) else last[-2], last[-1]]
+            following = self._url(req, _cursor_token(values))
+        records = [dict(zip(fields, row[:len(fields)])) for row in rows]
+        render(req, resp, fmt, fields, records, {"count": count, "next": following})
+
+    def _fields(self, params: Params) -> list[str]:
+        text = params.text("fields")
+        if text is None:
+            return list(FIELDS)
+        fields = [f.strip() for f in text.split(",") if f.strip()]
+        unknown = [f for f in fields if f not in FIELDS]
+        if unknown or not fields:
+            raise bad("fields", f"unknown field {unknown[0]!r} (known: {', '.join(FIELDS)})" if unknown else "is empty")
+        return fields if "id" in fields else ["id", *fields]
+
+    def _sort(self, params: Params) -> tuple[bool, str]:
+        text = params.text("sort", "obs_start")
+        descending = text.startswith("-")
+        name = text.lstrip("-")
+        if name not in SORTS:
+            raise bad("sort", f"cannot sort by {name!r} (one of {', '.join(SORTS)}, '-' first for descending)")
+        return descending, name
+
+    def _after(self, sort: str, descending: bool, values: list, args: dict) -> str:
+        column, (value, last_id) = SORTS[sort], values
+        args.update(after_value=value, after_id=last_id)
+        beyond = "<" if descending else ">"
+        if value is None:  # the NULLs come last: only the rest of them
+            return f"({column} IS NULL AND f.id {beyond} %(after_id)s)"
+        return (f"({column} {beyond} %(after_value)s OR ({column} = %(after_value)s AND f.id {beyond} %(after_id)s)"
+                f" OR {column} IS NULL)")
+
+    def _url(self, req: falcon.Request, token: str) -> str:
+        query = {k: v for k, v in req.params.items() if k != "cursor"}
+        query["cursor"] = token
+        return f"{req.prefix}{req.path}?{urllib.parse.urlencode(query)}"
