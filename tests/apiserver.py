@@ -27,7 +27,8 @@ class ApiServer:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "ARCHIVE_CONFIG": str(config), "ARCHIVE_DATABASE_URL": database_url,
-               "ARCHIVE_API_BIND": f"127.0.0.1:{self.port}", "ARCHIVE_API_WORKERS": "2"}
+               "ARCHIVE_API_BIND": f"127.0.0.1:{self.port}", "ARCHIVE_API_WORKERS": "2",
+               "ARCHIVE_API_TIMEOUT": "3"}  # short, so that a slow download outlives it
         with open(log, "ab") as out:
             self.process = subprocess.Popen([GUNICORN, "-c", str(REPO / "api" / "gunicorn.conf.py"), "api.app:application"],
                                             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
