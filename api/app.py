@@ -19,6 +19,7 @@ from .database import Connection
 from .files import Download, File, Header
 from .health import Health
 from .search import Files
+from .tarstream import TarDownload
 
 
 def create_app(config: Config, engine: sa.Engine) -> falcon.App:
@@ -29,6 +30,7 @@ def create_app(config: Config, engine: sa.Engine) -> falcon.App:
     app.add_route("/api/v1/files/{file_id}", File())
     app.add_route("/api/v1/files/{file_id}/header", Header())
     app.add_route("/api/v1/files/{file_id}/download", Download(config))
+    app.add_route("/api/v1/download", TarDownload(config))
     app.add_route("/api/v1/health", Health(engine))
     app.add_error_handler(psycopg2.OperationalError, _database_unavailable)
     app.add_error_handler(sa.exc.OperationalError, _database_unavailable)

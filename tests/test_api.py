@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import tarfile
 import time
 
 import pytest
@@ -41,7 +42,7 @@ def archive(cluster, tmp_path_factory):
     os.symlink("/etc/passwd", root / NIGHT / "cam" / "escape.fits")
     config_path = base / "config.yaml"
     settings = {"roots": [{"name": "data", "path": str(root)}],
-                "api": {"user_header": "X-Remote-User", "max_limit": 50}}
+                "api": {"user_header": "X-Remote-User", "max_limit": 50, "tar_max_files": 5}}
     config_path.write_text(yaml.safe_dump(settings))
     untrusting = base / "untrusting.yaml"
     untrusting.write_text(yaml.safe_dump({**settings, "api": {"user_header": "X-Remote-User",
@@ -233,3 +234,41 @@ def test_a_slow_client_downloading_is_not_cut_off(archive):
             time.sleep(0.1)
     assert time.monotonic() - started > 6
     assert received == size
+
+
+def _tar(response) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:*") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+
+
+@pytest.mark.parametrize("gzip", [False, True])
+def test_tar_download_streams_what_the_caller_may_read_and_lists_the_rest(archive, gzip):
+    ids = archive["ids"]
+    body = {"ids": [ids[f"{OLD}/cam/public1.fits"], ids[f"{NIGHT}/cam/mine.fits"], 999999],
+            "paths": [f"data/{OLD}/cam/public2.fits", "data/nope.fits"], "gzip": gzip}
+    response = requests.post(archive["server"].base + "/api/v1/download", json=body, timeout=30)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == ("application/gzip" if gzip else "application/x-tar")
+    members = _tar(response)
+    assert members[f"data/{OLD}/cam/public1.fits"] == (archive["root"] / OLD / "cam" / "public1.fits").read_bytes()
+    assert f"data/{OLD}/cam/public2.fits" in members
+    manifest = members["MANIFEST.txt"].decode()
+    assert f"NOT AVAILABLE id {ids[f'{NIGHT}/cam/mine.fits']}" in manifest and "NOT AVAILABLE id 999999" in manifest
+    assert "NOT AVAILABLE data/nope.fits" in manifest
+    assert not any("mine" in name for name in members)
+
+
+def test_tar_download_for_a_member_by_form_post(archive):
+    ids = archive["ids"]
+    response = requests.post(archive["server"].base + "/api/v1/download", headers=CALLERS["member"](archive),
+                             data={"ids": [ids[f"{NIGHT}/cam/mine.fits"]]}, timeout=30)
+    assert f"data/{NIGHT}/cam/mine.fits" in _tar(response)
+
+
+@pytest.mark.parametrize("body, name", [
+    ({"ids": [1, 2, 3, 4, 5, 6]}, "ids"), ({"ids": ["x"]}, "ids"), ({}, "ids"), ({"paths": ["nope"]}, "paths"),
+    ({"ids": [1], "zip": True}, "zip"), ({"ids": [1], "gzip": "yes"}, "gzip"),
+])
+def test_tar_download_bad_requests(archive, body, name):
+    response = requests.post(archive["server"].base + "/api/v1/download", json=body, timeout=30)
+    assert response.status_code == 400 and response.json()["description"].startswith(f"{name}:")
