@@ -18,6 +18,7 @@ from .auth import Authentication
 from .database import Connection
 from .files import Download, File, Header
 from .health import Health
+from .openapi import OpenApi
 from .search import Files
 from .tarstream import TarDownload
 
@@ -32,6 +33,7 @@ def create_app(config: Config, engine: sa.Engine) -> falcon.App:
     app.add_route("/api/v1/files/{file_id}/download", Download(config))
     app.add_route("/api/v1/download", TarDownload(config))
     app.add_route("/api/v1/health", Health(engine))
+    app.add_route("/api/v1/openapi.json", OpenApi(config.api))
     app.add_error_handler(psycopg2.OperationalError, _database_unavailable)
     app.add_error_handler(sa.exc.OperationalError, _database_unavailable)
     return app

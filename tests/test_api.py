@@ -10,7 +10,10 @@ import time
 
 import pytest
 import requests
+import schemathesis
 import yaml
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
 
 from apiserver import ApiServer
 from archive_daemon import db, principals
@@ -272,3 +275,17 @@ def test_tar_download_for_a_member_by_form_post(archive):
 def test_tar_download_bad_requests(archive, body, name):
     response = requests.post(archive["server"].base + "/api/v1/download", json=body, timeout=30)
     assert response.status_code == 400 and response.json()["description"].startswith(f"{name}:")
+
+
+def test_no_input_makes_the_api_fail(archive):
+    """Cases generated from the OpenAPI document, for every operation: never a 500."""
+    schema = schemathesis.openapi.from_url(archive["server"].base + "/api/v1/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 6
+
+    for operation in operations:
+        @given(case=operation.as_strategy())
+        @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        def no_server_error(case):
+            case.call_and_validate(checks=[not_a_server_error])
+        no_server_error()

@@ -1,0 +1,111 @@
+"""GET /api/v1/openapi.json: the API described in OpenAPI 3, built from the same tables the
+search uses (fields, sort keys), so the document cannot drift from the code."""
+
+from __future__ import annotations
+
+import falcon
+
+from archive_daemon.config import ApiConfig
+
+from .search import EXACT, FIELDS, SORTS
+
+
+def _param(name: str, description: str, schema: dict | None = None, where: str = "query",
+           required: bool = False) -> dict:
+    return {"name": name, "in": where, "required": required, "description": description,
+            "schema": schema or {"type": "string"}}
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def document(settings: ApiConfig) -> dict:
+    file_id = _param("file_id", "the file's id", {"type": "integer", "minimum": 1}, "path", True)
+    errors = {"400": _error("a parameter is wrong; the description names it"),
+              "401": _error("the bearer token is unknown or revoked"),
+              "404": _error("no such file, or not one the caller may read"),
+              "503": _error("the database is unavailable")}
+    search_params = [
+        _param("ra", "cone centre: degrees, or sexagesimal hours (23h19m58.4s, 23:19:58.4, 23 19 58.4)"),
+        _param("dec", "cone centre: degrees, or sexagesimal degrees (-05d09m56.171s, -05:09:56.171)"),
+        _param("radius", f"cone radius: 30s, 2m, 0.5d, or bare degrees; at most {settings.max_radius_deg:g} degrees"),
+        _param("start", "observation start at or after (ISO 8601; no zone: UTC)", {"type": "string", "format": "date-time"}),
+        _param("end", "observation start before (ISO 8601)", {"type": "string", "format": "date-time"}),
+        _param("night", "observing night", {"type": "string", "format": "date"}),
+        _param("object", "object name, case-insensitive"),
+        _param("object_match", "how `object` matches", {"type": "string", "enum": ["exact", "prefix", "contains"]}),
+        *[_param(name, f"{name}, exact (case-insensitive)") for name in EXACT],
+        _param("path", "path prefix within a root (a directory, or one file)"),
+        _param("exptime_min", "shortest exposure, seconds", {"type": "number"}),
+        _param("exptime_max", "longest exposure, seconds", {"type": "number"}),
+        _param("fields", f"comma-separated, from: {', '.join(FIELDS)}"),
+        _param("sort", f"one of {', '.join(SORTS)}; '-' first for descending", {"type": "string", "enum": [
+            *SORTS, *(f"-{s}" for s in SORTS)]}),
+        _param("limit", "rows per page", {"type": "integer", "minimum": 1, "maximum": settings.max_limit}),
+        _param("cursor", "the `next` link of the previous page carries it"),
+        _param("count", "only count", {"type": "boolean"}),
+        _param("format", "else the Accept header decides", {"type": "string", "enum": ["json", "csv", "votable"]}),
+    ]
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Observatory archive API", "version": "1",
+                 "description": "Search, headers and downloads. Anonymous callers see public files; "
+                                "`Authorization: Bearer <token>` identifies a user."},
+        "components": {
+            "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "properties": {"title": {"type": "string"},
+                                                           "description": {"type": "string"}}},
+                "File": {"type": "object", "properties": {name: {} for name in FIELDS}},
+                "Page": {"type": "object", "required": ["count", "next", "results"], "properties": {
+                    "count": {"type": "integer"}, "next": {"type": "string", "nullable": True},
+                    "results": {"type": "array", "items": {"$ref": "#/components/schemas/File"}}}},
+            },
+        },
+        "security": [{}, {"token": []}],
+        "paths": {
+            "/api/v1/files": {"get": {
+                "summary": "Search files", "parameters": search_params,
+                "responses": {"200": {"description": "a page of results (JSON), or CSV, or a VOTable",
+                                      "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Page"}},
+                                                  "text/csv": {}, "application/x-votable+xml": {}}},
+                              **errors}}},
+            "/api/v1/files/{file_id}": {"get": {
+                "summary": "All metadata of one file", "parameters": [file_id],
+                "responses": {"200": {"description": "the file's metadata", "content": {"application/json": {}}},
+                              **errors}}},
+            "/api/v1/files/{file_id}/header": {"get": {
+                "summary": "The FITS header", "parameters": [
+                    file_id, _param("format", "80-column text or JSON cards", {"type": "string", "enum": ["text", "json"]})],
+                "responses": {"200": {"description": "the header", "content": {"text/plain": {}, "application/json": {}}},
+                              **errors}}},
+            "/api/v1/files/{file_id}/download": {"get": {
+                "summary": "The file itself (Range, ETag, If-None-Match supported)", "parameters": [file_id],
+                "responses": {"200": {"description": "the file"}, "206": {"description": "the range asked for"},
+                              "304": {"description": "unchanged since the ETag given"},
+                              "416": {"description": "a range outside the file"}, **errors}}},
+            "/api/v1/download": {"post": {
+                "summary": "Many files as one tar stream (gzip optional); MANIFEST.txt lists what was not sent",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "additionalProperties": False, "properties": {
+                        "ids": {"type": "array", "items": {"type": "integer"}, "maxItems": settings.tar_max_files},
+                        "paths": {"type": "array", "items": {"type": "string"}},
+                        "gzip": {"type": "boolean"}}}}}},
+                "responses": {"200": {"description": "a tar (or tar.gz) stream"}, **errors}}},
+            "/api/v1/health": {"get": {
+                "summary": "Database reachable, schema current, daemon heartbeat age", "security": [{}],
+                "responses": {"200": {"description": "healthy", "content": {"application/json": {}}},
+                              "503": {"description": "not healthy", "content": {"application/json": {}}}}}},
+            "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [{}],
+                                             "responses": {"200": {"description": "OpenAPI 3"}}}},
+        },
+    }
+
+
+class OpenApi:
+    def __init__(self, settings: ApiConfig):
+        self.body = document(settings)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.body
