@@ -17,3 +17,5 @@ keepalive = 5
 sendfile = True
 accesslog = "-"
 forwarded_allow_ips = os.environ.get("ARCHIVE_API_PROXIES", "127.0.0.1")
+# gunicorn's control socket would live in $HOME, which the hardened unit keeps read-only.
+control_socket_disable = True

@@ -225,14 +225,16 @@ def test_sighup_reloads_the_configuration_and_a_bad_one_is_refused(daemons, engi
     assert daemon.process.poll() is None
 
 
-def test_unit_file_verifies(tmp_path):
-    unit = Path(__file__).parent.parent / "systemd" / "archive-daemon.service"
-    text = unit.read_text()
-    assert "Type=notify" in text and "WatchdogSec=" in text and "Restart=on-failure" in text
-    # verify checks that ExecStart exists: point it at this installation's command
-    local = tmp_path / unit.name
-    local.write_text(text.replace("/opt/archive/venv/bin/archive-daemon", shutil.which("archive-daemon")
-                                  or str(Path(os.sys.executable).with_name("archive-daemon"))))
+@pytest.mark.parametrize("unit", ["archive-daemon.service", "archive-api.service"])
+def test_unit_files_verify(tmp_path, unit):
+    text = (Path(__file__).parent.parent / "systemd" / unit).read_text()
+    assert "Type=notify" in text and "Restart=on-failure" in text and "ProtectSystem=strict" in text
+    if unit == "archive-daemon.service":
+        assert "WatchdogSec=" in text
+    # verify checks that the commands exist: point them at this installation
+    local = tmp_path / unit
+    local.write_text(text.replace("/opt/archive/venv/bin/", str(Path(os.sys.executable).parent) + "/")
+                     .replace("/opt/archive/src", str(Path(__file__).parent.parent)))
     result = subprocess.run(["systemd-analyze", "verify", str(local)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
