@@ -57,5 +57,9 @@ Look around:
   psql "$(.venv/bin/archive-daemon devdb url)" -c 'SELECT path, object, obs_start, ra, dec FROM files'
   psql "$(.venv/bin/archive-daemon devdb url)" -c 'SELECT path, reason FROM ingest_failures'
   .venv/bin/archive-daemon --config {config_file} ingest {root.path}   # again: all unchanged
+  .venv/bin/archive-daemon --config {config_file} run      # the service: watch the tree (Ctrl-C stops it)
+The API (in another terminal, from this directory):
+  ARCHIVE_CONFIG={config_file} .venv/bin/gunicorn -c api/gunicorn.conf.py api.app:application
+  curl 'http://127.0.0.1:8000/api/v1/files?ra=8h51m12s&dec=11d48m00s&radius=2d&fields=path,object'
 Stop the embedded database with `.venv/bin/archive-daemon devdb stop`.""")
     return 0

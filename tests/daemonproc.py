@@ -26,7 +26,8 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: st
         time.sleep(interval)
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -131,10 +132,10 @@ class Daemon:
 
     def kill(self) -> None:
         """kill -9 the daemon and its header readers, as a crash would leave things."""
-        children = _children(self.process.pid)
+        forked = children(self.process.pid)
         self.process.kill()
         self.process.wait()
-        for pid in children:
+        for pid in forked:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
