@@ -42,13 +42,14 @@ def archive(cluster, tmp_path_factory):
     image(root / NIGHT / "cam" / "theirs.fits", {"OBJECT": "SN 2026xyz", "PROPID": "P2", "DATE-OBS": obs})
     image(root / OLD / "cam" / "big.fits", {"OBJECT": "flat field", "DATE-OBS": "2019-05-03T07:00:00"},
           shape=(2048, 2048))
-    os.symlink("/etc/passwd", root / NIGHT / "cam" / "escape.fits")
+    outside = image(base / "outside" / "secret.fits", {"OBJECT": "outside", "DATE-OBS": "2019-05-03T05:00:00"})
+    os.symlink(outside, root / OLD / "cam" / "escape.fits")
     config_path = base / "config.yaml"
     settings = {"roots": [{"name": "data", "path": str(root)}],
                 "api": {"user_header": "X-Remote-User", "max_limit": 50, "tar_max_files": 5}}
     config_path.write_text(yaml.safe_dump(settings))
     untrusting = base / "untrusting.yaml"
-    untrusting.write_text(yaml.safe_dump({**settings, "api": {"user_header": "X-Remote-User",
+    untrusting.write_text(yaml.safe_dump({**settings, "api": {"user_header": "X-Remote-User", "x_sendfile": True,
                                                               "trusted_proxies": ["10.9.9.9"]}}))
     url, drop = fresh_database(cluster)
     config = load_config(str(config_path))
@@ -114,16 +115,38 @@ def test_a_file_shared_with_a_member_and_public_is_listed_and_counted_once(archi
     assert response.json()["count"] == 2
 
 
-def test_revoked_and_malformed_tokens_are_refused(archive):
+def _every_endpoint(server, archive, headers) -> dict[str, int]:
+    mine = archive["ids"][f"{NIGHT}/cam/mine.fits"]
+    codes = {path: server.get(path, headers=headers).status_code for path in (
+        "/api/v1/files", f"/api/v1/files/{mine}", f"/api/v1/files/{mine}/header", f"/api/v1/files/{mine}/download")}
+    tar = requests.post(server.base + "/api/v1/download", json={"ids": [mine]}, headers=headers, timeout=30)
+    codes["tar"] = tar.status_code
+    if tar.status_code == 200:
+        codes["tar has it"] = f"data/{NIGHT}/cam/mine.fits" in _tar(tar)
+    return codes
+
+
+def test_revoked_and_malformed_tokens_are_refused_everywhere(archive):
     server = archive["server"]
-    assert server.get("/api/v1/files", headers={"Authorization": f"Bearer {archive['revoked']}"}).status_code == 401
+    codes = _every_endpoint(server, archive, {"Authorization": f"Bearer {archive['revoked']}"})
+    assert set(codes.values()) == {401}
     response = server.get("/api/v1/files", headers={"Authorization": "Basic abc"})
     assert response.status_code == 401 and "Bearer" in response.json()["description"]
 
 
-def test_front_end_user_header_is_ignored_from_untrusted_addresses(archive):
-    response = archive["other"].get("/api/v1/files", headers={"X-Remote-User": "alice"})
-    assert f"{NIGHT}/cam/mine.fits" not in paths(response)
+def test_front_end_user_is_believed_only_from_trusted_addresses(archive):
+    trusted = _every_endpoint(archive["server"], archive, {"X-Remote-User": "alice"})
+    assert list(trusted.values()) == [200, 200, 200, 200, 200, True]
+    untrusted = _every_endpoint(archive["other"], archive, {"X-Remote-User": "alice"})
+    assert list(untrusted.values()) == [200, 404, 404, 404, 200, False]
+    assert f"{NIGHT}/cam/mine.fits" not in paths(archive["other"].get("/api/v1/files", headers={"X-Remote-User": "alice"}))
+
+
+def test_x_sendfile_hands_the_download_to_apache(archive):
+    file_id = archive["ids"][f"{OLD}/cam/public1.fits"]
+    response = archive["other"].get(f"/api/v1/files/{file_id}/download")
+    assert response.headers["X-Sendfile"] == str(archive["root"] / OLD / "cam" / "public1.fits")
+    assert response.content == b""
 
 
 @pytest.mark.parametrize("ra, dec, radius", [
@@ -143,10 +166,10 @@ def test_filters_time_night_object_and_path(archive):
                             headers=headers)) == {f"{NIGHT}/cam/mine.fits"}
     assert paths(server.get("/api/v1/files", params={"object": "3115", "object_match": "contains"})) == \
         {f"{OLD}/cam/public1.fits"}
-    assert len(paths(server.get("/api/v1/files", params={"night": "2019-05-02"}))) == 3
+    assert len(paths(server.get("/api/v1/files", params={"night": "2019-05-02"}))) == 4
     assert paths(server.get("/api/v1/files", params={"start": "2019-05-03T05:30:00+00:00",
                                                      "end": "2019-05-03T07:00:00Z"})) == {f"{OLD}/cam/public2.fits"}
-    assert len(paths(server.get("/api/v1/files", params={"path": OLD}))) == 3
+    assert len(paths(server.get("/api/v1/files", params={"path": OLD}))) == 4
 
 
 def test_keyset_pagination_walks_every_row_once(archive):
@@ -156,7 +179,7 @@ def test_keyset_pagination_walks_every_row_once(archive):
         page = server.get(url.replace(server.base, ""), headers=headers).json()
         seen += [r["path"] for r in page["results"]]
         url = page["next"]
-    assert len(seen) == len(set(seen)) == 4
+    assert len(seen) == len(set(seen)) == 5
 
 
 def test_csv_and_votable(archive):
@@ -167,7 +190,7 @@ def test_csv_and_votable(archive):
     assert response.headers["Content-Type"].startswith("application/x-votable+xml")
     from astropy.io.votable import parse_single_table
     table = parse_single_table(io.BytesIO(response.content)).to_table()
-    assert set(table["path"]) == {f"{OLD}/cam/public1.fits", f"{OLD}/cam/public2.fits", f"{OLD}/cam/big.fits"}
+    assert set(table["path"]) == {f"{OLD}/cam/{n}.fits" for n in ("public1", "public2", "big", "escape")}
 
 
 @pytest.mark.parametrize("query, name", [
@@ -215,8 +238,10 @@ def test_unknown_ids_and_path_tricks_are_404(archive, path):
 
 def test_a_symlink_leading_out_of_the_root_is_never_served(archive):
     server = archive["server"]
-    assert server.get("/api/v1/files", params={"path": f"{NIGHT}/cam/escape.fits"}).json()["count"] == 0
-    assert b"root:" not in server.get("/api/v1/files/1/download").content
+    file_id = archive["ids"][f"{OLD}/cam/escape.fits"]  # archived through the link: its header was read
+    assert server.get(f"/api/v1/files/{file_id}/download").status_code == 404
+    tar = requests.post(server.base + "/api/v1/download", json={"ids": [file_id]}, timeout=30)
+    assert "NOT AVAILABLE data/2019-05/02/cam/escape.fits" in _tar(tar)["MANIFEST.txt"].decode()
 
 
 def test_health(archive):

@@ -20,6 +20,7 @@ from fitsmaker import image
 
 NIGHT = dt.date.today().strftime("%Y-%m/%d")  # tonight: where the telescopes write
 OLD_NIGHT = "2019-05/02"
+RECONCILED = "files in"  # STATUS once the start-up reconcile is done: "last reconcile 14:02 (0 files in 0 s)"
 
 
 def fits_bytes(tmp_path: Path, obj: str = "M31", shape=(10, 10)) -> bytes:
@@ -80,7 +81,7 @@ def test_notify_protocol_ready_watchdog_status_and_clean_stop(daemons):
     pings = [t for t, m in daemon.notify.messages if m.get("WATCHDOG") == "1"]
     assert len(pings) >= 5
     assert max(b - a for a, b in zip(pings, pings[1:])) < 1.0  # within WATCHDOG_USEC, every time
-    status = daemon.wait_status("last reconcile")
+    status = daemon.wait_status(RECONCILED)
     assert "0 queued, 0 loaded, 0 failed" in status and "database ok" in status
     assert daemon.stop() == 0
     assert daemon.notify.values("STOPPING") == ["1"]
@@ -115,7 +116,7 @@ def test_polling_leaves_old_nights_to_the_reconcile_scan(daemons, engine, archiv
     data = fits_bytes(tmp_path)
     (archive_root / OLD_NIGHT / "cam").mkdir(parents=True)
     daemon = daemons(mode="polling", reconcile_interval=8).start()
-    daemon.wait_status("last reconcile")
+    daemon.wait_status(RECONCILED)
     (archive_root / OLD_NIGHT / "cam" / "late.fits").write_bytes(data)
     (archive_root / NIGHT / "cam").mkdir(parents=True)
     (archive_root / NIGHT / "cam" / "new.fits").write_bytes(data)
@@ -172,7 +173,7 @@ def test_standby_takes_over_when_the_leader_is_killed(daemons, engine, archive_r
     directory = archive_root / NIGHT / "cam"
     directory.mkdir(parents=True)
     leader = daemons().start()
-    leader.wait_status("last reconcile")
+    leader.wait_status(RECONCILED)
     standby = daemons().start()
     standby.wait_status("standby")
     (directory / "one.fits").write_bytes(data)
@@ -208,7 +209,7 @@ def test_a_root_that_vanishes_keeps_its_rows_and_catches_up_when_back(daemons, e
 
 def test_sighup_reloads_the_configuration_and_a_bad_one_is_refused(daemons, engine, archive_root, tmp_path):
     daemon = daemons().start()
-    daemon.wait_status("last reconcile")
+    daemon.wait_status(RECONCILED)
     second = tmp_path / "second"
     second.mkdir()
     settings = yaml.safe_load(daemon.config.read_text())
@@ -242,7 +243,7 @@ def test_unit_files_verify(tmp_path, unit):
 def test_a_watch_that_dies_is_noticed_and_restarted(daemons, engine, archive_root, tmp_path):
     data = fits_bytes(tmp_path)
     daemon = daemons(watchdog_usec=2_000_000).start()
-    daemon.wait_status("last reconcile")
+    daemon.wait_status(RECONCILED)
     shutil.rmtree(archive_root)  # the watched directory itself goes: inotify ends the watch
     wait_until(lambda: "watch of root data stopped" in daemon.log(), timeout=10, what="the dead watch noticed")
     (archive_root / NIGHT / "cam").mkdir(parents=True)
