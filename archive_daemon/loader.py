@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -96,6 +97,8 @@ _worker_state: list = []
 
 
 def _init_worker(config: Config, rules: access.Rules) -> None:
+    # Ctrl-C reaches the whole process group: the parent decides what stops, and stops us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_state[:] = [config, rules]
 
 
