@@ -75,9 +75,12 @@ def write_slowly(path: Path, data: bytes, chunks: int = 6, pause: float = 0.4) -
             time.sleep(pause)
 
 
-def test_notify_protocol_ready_watchdog_status_and_clean_stop(daemons):
+def test_notify_protocol_ready_watchdog_status_and_clean_stop(daemons, engine):
     daemon = daemons(watchdog_usec=1_000_000).start()
     time.sleep(3)
+    with engine.connect() as connection:  # the heartbeat the API's health check reads
+        role, status = connection.exec_driver_sql("SELECT role, status FROM daemon_heartbeat").one()
+    assert role == "leader" and "database ok" in status
     pings = [t for t, m in daemon.notify.messages if m.get("WATCHDOG") == "1"]
     assert len(pings) >= 5
     assert max(b - a for a, b in zip(pings, pings[1:])) < 1.0  # within WATCHDOG_USEC, every time
