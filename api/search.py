@@ -14,6 +14,7 @@ import urllib.parse
 import falcon
 
 from archive_daemon.config import ApiConfig
+from archive_daemon.store import prefix_clause
 from archive_daemon.visibility import VISIBLE
 
 from .formats import render
@@ -86,9 +87,8 @@ class Query:
                 self.add(f"{column} = %({name})s", **{name: value if name in ("program", "root") else value.lower()})
         prefix = params.text("path")
         if prefix:
-            prefix = prefix.strip("/")
-            self.add("(f.path = %(path)s OR (f.path >= %(below)s AND f.path < %(after)s))",
-                     path=prefix, below=prefix + "/", after=prefix + "0")
+            clause, prefix_params = prefix_clause(prefix, "f.path")
+            self.add(clause, **prefix_params)
         low, high = params.number("exptime_min"), params.number("exptime_max")
         if low is not None:
             self.add("f.exptime >= %(exptime_min)s", exptime_min=low)

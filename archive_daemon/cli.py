@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from . import db, demo, principals, schedule
 from .access import Facts
-from .recompute import recompute
+from .recompute import FACT_COLUMNS, recompute
 from .schedule import current_rules
 from .store import rule_text
 from .config import Config, ConfigError, load_config
@@ -103,9 +103,8 @@ def cmd_access(config: Config, args) -> int:
         return 0
     root, rel = config.root_for(Path(os.path.abspath(args.path)))
     with connection.cursor() as cursor:
-        cursor.execute("""SELECT telescope, instrument, header_frame_type, program, obs_start, mtime,
-                                 public_date, grants, frame_type, access_rule
-                          FROM files WHERE root = %s AND path = %s""", (root.name, rel))
+        cursor.execute(f"""SELECT {FACT_COLUMNS}, public_date, grants, frame_type, access_rule
+                           FROM files WHERE root = %s AND path = %s""", (root.name, rel))
         row = cursor.fetchone()
     if row is None:
         raise UsageError(f"{args.path}: not in the archive (root {root.name}, path {rel})")

@@ -12,9 +12,11 @@ from typing import Callable, Iterable
 
 from .access import Facts, Rules
 from .config import Config
-from .store import array_literal, copy_line, rule_text
+from .store import array_literal, copy_line, prefix_clause, rule_text
 
 CHUNK = 5000
+# What access.Facts needs of a row, after the path, in its order.
+FACT_COLUMNS = "telescope, instrument, header_frame_type, program, obs_start, mtime"
 
 
 def _where(root: str | None, night, prefix: str | None, ids: Iterable[int] | None) -> tuple[str, dict]:
@@ -26,8 +28,9 @@ def _where(root: str | None, night, prefix: str | None, ids: Iterable[int] | Non
         clauses.append("night = %(night)s")
         params["night"] = night
     if prefix:
-        clauses.append("path >= %(below)s AND path < %(after)s")
-        params.update(below=prefix.rstrip("/") + "/", after=prefix.rstrip("/") + "0")
+        clause, prefix_params = prefix_clause(prefix)
+        clauses.append(clause)
+        params.update(prefix_params)
     if ids is not None:
         clauses.append("id = ANY(%(ids)s)")
         params["ids"] = list(ids)
@@ -48,8 +51,7 @@ def recompute(connection, config: Config, rules: Rules, root: str | None = None,
     with connection.cursor(name="recompute") as reading, connection.cursor() as writing:
         reading.itersize = CHUNK
         reading.execute(f"""
-            SELECT id, root, path, telescope, instrument, header_frame_type, program, obs_start, mtime,
-                   public_date, grants, frame_type, access_rule
+            SELECT id, root, path, {FACT_COLUMNS}, public_date, grants, frame_type, access_rule
             FROM files WHERE {where} ORDER BY id""", params)
         writing.execute("""
             CREATE TEMPORARY TABLE IF NOT EXISTS decided (

@@ -48,23 +48,25 @@ def mtime_of(mtime_us: int) -> dt.datetime:
     return EPOCH + dt.timedelta(microseconds=mtime_us)
 
 
-def _prefix_clause(prefix: str) -> tuple[str, dict]:
+def prefix_clause(prefix: str, column: str = "path") -> tuple[str, dict]:
+    """A condition (and its parameters) for a path and everything below it, as an index range."""
+    prefix = prefix.strip("/")
     if not prefix:
-        return "", {}
+        return "true", {}
     # '0' follows '/' in byte order: [prefix/, prefix0) is everything below the prefix.
-    return (" AND (path = %(p)s OR (path >= %(below)s AND path < %(after)s))",
-            {"p": prefix, "below": prefix + "/", "after": prefix + "0"})
+    return (f"({column} = %(prefix)s OR ({column} >= %(below)s AND {column} < %(after)s))",
+            {"prefix": prefix, "below": prefix + "/", "after": prefix + "0"})
 
 
 def known_entries(connection, root: str, prefix: str) -> Iterator[KnownEntry]:
     """Archived and failed files under a prefix, in path byte order, streamed."""
-    clause, params = _prefix_clause(prefix)
+    clause, params = prefix_clause(prefix)
     query = f"""
         SELECT path, size, floor(extract(epoch FROM mtime) * 1000000)::bigint, NULL::text
-        FROM files WHERE root = %(root)s{clause}
+        FROM files WHERE root = %(root)s AND {clause}
         UNION ALL
         SELECT path, size, floor(extract(epoch FROM mtime) * 1000000)::bigint, reason
-        FROM ingest_failures WHERE root = %(root)s{clause}
+        FROM ingest_failures WHERE root = %(root)s AND {clause}
         ORDER BY 1
     """
     with connection.cursor(name="known_entries") as cursor:
