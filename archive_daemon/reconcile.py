@@ -54,10 +54,6 @@ class Reconciler:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def busy(self) -> bool:
-        with self._lock:
-            return bool(self._asked)
-
     def request(self, root: str, prefix: str = "") -> None:
         """Compare root/prefix with the database soon (once, however often asked before it runs)."""
         with self._lock:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
-import logging
 import os
 import queue
 import re
@@ -29,8 +28,6 @@ from watchdog.observers.inotify import InotifyObserver
 
 from .config import RootConfig
 from .overrides import is_override
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
