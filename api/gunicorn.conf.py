@@ -12,9 +12,10 @@ workers = int(os.environ.get("ARCHIVE_API_WORKERS", os.cpu_count() or 2))
 worker_class = "gthread"
 threads = int(os.environ.get("ARCHIVE_API_THREADS", 8))
 timeout = int(os.environ.get("ARCHIVE_API_TIMEOUT", 30))
-graceful_timeout = int(os.environ.get("ARCHIVE_API_TIMEOUT", 30))
+graceful_timeout = 30
 keepalive = 5
-sendfile = True
+# sendfile(2) is on by default. Do not write `sendfile = True` here: gunicorn reads any
+# value of the setting as --no-sendfile.
 accesslog = "-"
 forwarded_allow_ips = os.environ.get("ARCHIVE_API_PROXIES", "127.0.0.1")
 # gunicorn's control socket would live in $HOME, which the hardened unit keeps read-only.

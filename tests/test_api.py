@@ -5,11 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import runpy
 import tarfile
 import time
+from pathlib import Path
 
 import pytest
 import requests
+from gunicorn.config import Config
 import schemathesis
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -314,3 +317,14 @@ def test_no_input_makes_the_api_fail(archive):
         def no_server_error(case):
             case.call_and_validate(checks=[not_a_server_error])
         no_server_error()
+
+
+def test_gunicorn_settings_keep_sendfile_and_threaded_workers():
+    """gunicorn takes any value of `sendfile` in a config file as --no-sendfile."""
+    namespace = runpy.run_path(str(Path(__file__).parent.parent / "api" / "gunicorn.conf.py"))
+    config = Config()
+    for name, value in namespace.items():
+        if name in config.settings:
+            config.set(name, value)
+    assert config.sendfile is True
+    assert config.worker_class_str == "gthread" and config.threads > 1
