@@ -48,7 +48,6 @@ def ready_engine(config: Config):
 
 
 def cmd_ingest(config: Config, args) -> int:
-    engine = ready_engine(config)
     by_root: dict[str, list[str]] = {}
     for raw in args.paths:
         path = Path(os.path.abspath(raw))
@@ -56,27 +55,25 @@ def cmd_ingest(config: Config, args) -> int:
             raise UsageError(f"{raw}: no such file or directory")
         root, rel = config.root_for(path, args.root)
         by_root.setdefault(root.name, []).append(rel)
-    workers = args.workers if args.workers is not None else config.ingest.worker_count
-    status = 0
-    for name, prefixes in by_root.items():
-        with Progress(f"ingest {name}") as progress:
-            summary = ingest(engine, config, config.root(name), prefixes, workers, progress.advance)
-        summary.report(name)
-        status = status or (0 if summary.ok else 1)
-    return status
+    return _load(config, args, "ingest", [(config.root(name), prefixes) for name, prefixes in by_root.items()])
 
 
 def cmd_reconcile(config: Config, args) -> int:
-    engine = ready_engine(config)
     roots = [config.root(args.root)] if args.root else list(config.roots)
     if not roots:
         raise UsageError(f"no roots configured in {config.source}")
+    return _load(config, args, "reconcile", [(root, [""]) for root in roots], drop_gone=True,
+                 allow_mass_delete=args.allow_mass_delete)
+
+
+def _load(config: Config, args, label: str, work: list, **options) -> int:
+    """Ingest each (root, prefixes) with a progress display and a summary; the exit status."""
+    engine = ready_engine(config)
     workers = args.workers if args.workers is not None else config.ingest.worker_count
     status = 0
-    for root in roots:
-        with Progress(f"reconcile {root.name}") as progress:
-            summary = ingest(engine, config, root, [""], workers, progress.advance, drop_gone=True,
-                             allow_mass_delete=args.allow_mass_delete)
+    for root, prefixes in work:
+        with Progress(f"{label} {root.name}") as progress:
+            summary = ingest(engine, config, root, prefixes, workers, progress.advance, **options)
         summary.report(root.name)
         status = status or (0 if summary.ok else 1)
     return status

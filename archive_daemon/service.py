@@ -238,8 +238,9 @@ class Service:
         again for directories whose override file changed."""
         if time.monotonic() >= self.next_version_check:
             self.next_version_check = time.monotonic() + VERSION_CHECK
-            if schedule.version(self.leader.connection) != self.access_version:
-                self._new_rules()
+            version = schedule.version(self.leader.connection)
+            if version != self.access_version:
+                self._new_rules(version)
         while self.recompute_dirs:
             root, directory = self.recompute_dirs.pop()
             seen, changed = recompute(self.leader.connection, self.config, self.rules, root=root,
@@ -247,8 +248,9 @@ class Service:
             log.info("override file changed in %s/%s: access decided again for %d files, %d changed",
                      root, directory, seen, changed, extra={"ROOT": root, "FILE_PATH": directory})
 
-    def _new_rules(self) -> None:
-        self.access_version = schedule.version(self.leader.connection)
+    def _new_rules(self, version: int) -> None:
+        """Rules with the schedule as it is at `version`, and header readers that use them."""
+        self.access_version = version
         self.rules = schedule.current_rules(self.leader.connection, self.config)
         if self.readers is not None:
             self.readers.close()
@@ -303,12 +305,9 @@ class Service:
         if self.active:
             return
         log.info("leading: watching %d roots", len(self.config.roots))
-        self._new_rules()
+        self._new_rules(schedule.version(self.leader.connection))
         self.active = True
-        self.reconciler = Reconciler(self.url, self.config, self.found)
-        self.reconciler.start()
-        for root in self.config.roots:
-            self._start_watch(root)
+        self._start_watching()
         self._reconcile_all()
 
     def _stand_down(self, state: str) -> None:
@@ -383,6 +382,13 @@ class Service:
                 self.broken_watches.discard(root.name)
         return not self.broken_watches and (self.reconciler is None or self.reconciler.alive())
 
+    def _start_watching(self) -> None:
+        """The background reconciler and a watch for every configured root."""
+        self.reconciler = Reconciler(self.url, self.config, self.found)
+        self.reconciler.start()
+        for root in self.config.roots:
+            self._start_watch(root)
+
     def _stop_watching(self) -> None:
         for watch in self.watches.values():
             watch.stop()
@@ -413,7 +419,7 @@ class Service:
             self.gone = {k for k in self.gone if k[0] != name}
         if self.active and self.leader.leading:
             try:
-                self._new_rules()
+                self._new_rules(schedule.version(self.leader.connection))
                 if config.access != old_access:
                     seen, changed = recompute(self.leader.connection, config, self.rules,
                                               on_progress=self.notifier.watchdog)
@@ -422,10 +428,8 @@ class Service:
                 self._lost_database(exc)
         if self.active:
             self._stop_watching()
-            self.reconciler = Reconciler(self.url, config, self.found)
-            self.reconciler.start()
+            self._start_watching()
             for root in config.roots:
-                self._start_watch(root)
                 if old.get(root.name) != root:
                     self.reconciler.request(root.name)
         log.info("configuration reloaded from %s", config.source)
