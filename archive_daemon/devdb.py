@@ -39,14 +39,16 @@ def default_var_dir() -> Path:
 
 
 def _bindir() -> Path:
+    """The newest PostgreSQL whose pg_sphere is installed (Debian: 15 on 12, 17 on 13)."""
     found = shutil.which("pg_ctl")
     if found:
         return Path(os.path.realpath(found)).parent
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4]))
-    if not candidates:
-        raise DevDBError("PostgreSQL server binaries not found: install postgresql-15 and "
-                         "postgresql-15-pgsphere (scripts/setup.sh does)")
-    return Path(candidates[-1]).parent
+    with_sphere = [path for path in glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")
+                   if os.path.exists(f"/usr/share/postgresql/{path.split('/')[4]}/extension/pg_sphere.control")]
+    if not with_sphere:
+        raise DevDBError("PostgreSQL with pg_sphere not found: install postgresql-NN and "
+                         "postgresql-NN-pgsphere for your release (scripts/setup.sh does)")
+    return Path(max(with_sphere, key=lambda p: int(p.split("/")[4]))).parent
 
 
 def _free_port() -> int:
@@ -81,7 +83,7 @@ class DevDB:
                 self.user = pwd.getpwnam("postgres")
             except KeyError:
                 raise DevDBError("running as root needs the `postgres` system user "
-                                 "(created by the postgresql-15 package)") from None
+                                 "(created by the postgresql packages)") from None
 
     # -- state ---------------------------------------------------------------------------
     def _state(self) -> dict | None:

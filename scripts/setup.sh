@@ -4,18 +4,32 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(postgresql-15 postgresql-15-pgsphere libpq-dev libsystemd-dev pkg-config gcc python3-dev python3-venv)
+# The PostgreSQL major version that the release ships with pg_sphere (Debian 12: 15,
+# Debian 13: 17); $ARCHIVE_PG_MAJOR chooses another one that Debian packages.
+pg_major() {
+    [ -n "${ARCHIVE_PG_MAJOR:-}" ] && { echo "$ARCHIVE_PG_MAJOR"; return; }
+    . /etc/os-release
+    case "${VERSION_CODENAME:-}" in
+        bookworm) echo 15 ;;
+        trixie) echo 17 ;;
+        *) apt-cache depends postgresql 2>/dev/null | sed -n 's/.*Depends: postgresql-\([0-9][0-9]*\)$/\1/p' | head -n1 ;;
+    esac
+}
+pg=$(pg_major)
+[ -n "$pg" ] || { echo "setup: cannot tell which PostgreSQL this system ships; set ARCHIVE_PG_MAJOR" >&2; exit 1; }
+packages=("postgresql-$pg" "postgresql-$pg-pgsphere" libpq-dev libsystemd-dev pkg-config gcc python3-dev python3-venv)
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing Debian packages: ${missing[*]}"
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+$sudo bash scripts/pgsphere-compat
 
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
