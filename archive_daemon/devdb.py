@@ -75,7 +75,6 @@ class DevDB:
     def __init__(self, var_dir: Path | None = None, fast: bool = False):
         self.dir = Path(var_dir or default_var_dir()) / "devdb"
         self.state_file = self.dir / "state.json"
-        self.log_file = self.dir / "postgres.log"
         self.fast = fast  # tests: no fsync, for speed on throwaway data
         self.user = None
         if os.geteuid() == 0:
@@ -98,7 +97,13 @@ class DevDB:
 
     @property
     def data_dir(self) -> Path:
-        return self.dir / "pgdata"
+        """./var/devdb/pgdata, or where it links to (see _place_data_dir): the server's real path."""
+        link = self.dir / "pgdata"
+        return link.resolve() if link.is_symlink() else link
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir.parent / "postgres.log"
 
     def url(self) -> str | None:
         state = self._state()
@@ -126,7 +131,8 @@ class DevDB:
         """Create the data directory, where the server's user can reach it.
 
         As root, ./var may sit below a directory the `postgres` user cannot enter (such as
-        /root); the cluster then lives under /var/lib/archive-devdb and ./var links to it.
+        /root); the cluster, its log and initdb's password file then live under
+        /var/lib/archive-devdb and ./var/devdb/pgdata links to the cluster.
         """
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.user is None:
@@ -138,16 +144,19 @@ class DevDB:
             self._owned_dir(self.data_dir)
             return
         digest = hashlib.sha256(str(self.dir.resolve()).encode()).hexdigest()[:16]
-        target = Path("/var/lib/archive-devdb") / digest
-        self._owned_dir(target)
-        os.chmod(target, 0o700)
-        if not self.data_dir.is_symlink():
-            self.data_dir.symlink_to(target)
+        home = Path("/var/lib/archive-devdb") / digest
+        self._owned_dir(home)
+        os.chmod(home, 0o700)
+        self._owned_dir(home / "pgdata")
+        link = self.dir / "pgdata"
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(home / "pgdata")
 
     def _init(self) -> dict:
         self._place_data_dir()
         state = {"port": _free_port(), "password": secrets.token_urlsafe(18)}
-        pwfile = self.dir / "initdb.pw"
+        pwfile = self.data_dir.parent / "initdb.pw"
         pwfile.write_text(state["password"] + "\n")
         if self.user is not None:
             os.chown(pwfile, self.user.pw_uid, self.user.pw_gid)
