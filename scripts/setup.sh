@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(postgresql-15 postgresql-15-pgsphere libpq-dev libsystemd-dev pkg-config gcc python3-dev python3-venv)
+packages=(postgresql-15 postgresql-15-pgsphere libpq-dev libsystemd-dev pkg-config gcc python3-dev python3-venv apache2)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
