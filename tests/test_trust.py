@@ -166,12 +166,13 @@ def test_a_client_of_gunicorn_is_anonymous_whatever_it_claims(site):
 
 def test_links_name_the_public_host_and_scheme_only_through_apache(site):
     apache, api = site["apache"], site["api"]
-    spoof = {"Host": PUBLIC_HOST, "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "http"}
-    through = apache.get(apache.public, "/api/v1/files", params={"limit": 1}, headers=spoof).json()
-    assert through["next"].startswith(f"https://{PUBLIC_HOST}/api/v1/files?")
-    direct = api.get("/api/v1/files", params={"limit": 1},
-                     headers={"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"}).json()
-    assert direct["next"].startswith(f"{api.base}/api/v1/files?")
+    spoof = {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"}
+    through = apache.get(apache.public, "/api/v1/files", params={"limit": 1}, headers={"Host": PUBLIC_HOST, **spoof})
+    assert through.json()["next"].startswith(f"http://{PUBLIC_HOST}/api/v1/files?")  # Apache's scheme, not the client's
+    direct = api.get("/api/v1/files", params={"limit": 1}, headers=spoof)
+    assert direct.json()["next"].startswith(f"{api.base}/api/v1/files?")
+    vouched = api.get("/api/v1/files", params={"limit": 1}, headers={"X-Archive-Secret": SECRET, **spoof})
+    assert vouched.json()["next"].startswith("https://evil.example/api/v1/files?")  # the secret is the whole key
 
 
 def test_a_malformed_forwarded_host_from_the_front_end_is_a_400_naming_it(site):
@@ -192,6 +193,17 @@ def test_which_apache_idiom_passes_the_user(site, idiom):
     apache = site["apache"]
     found = paths(apache.get(apache.login, f"/idiom{list(IDIOMS).index(idiom)}/v1/files", auth=("alice", "alice-pw")))
     assert (MINE in found) is IDIOMS[idiom]
+
+
+def _directives(block: str) -> list[str]:
+    return [" ".join(line.split()) for line in block.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def test_the_ansible_vhost_carries_the_documented_block():
+    template = (REPO / "ansible" / "roles" / "archive" / "templates" / "apache-site.conf.j2").read_text()
+    deployed = re.search(r"<Location /api/>.*?</Location>", template, re.S).group(0)
+    documented = documented_location_block().replace("127.0.0.1:8000", "{{ archive_api_bind }}")
+    assert _directives(deployed) == _directives(documented)
 
 
 def _config(tmp_path: Path, api: dict) -> Path:
