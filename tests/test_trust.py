@@ -37,6 +37,7 @@ IDIOMS = {
     'RequestHeader set X-Remote-User "%{REMOTE_USER}s"': False,
     'RequestHeader set X-Remote-User "%{REMOTE_USER}s" env=REMOTE_USER': False,
 }
+EARLY = "RequestHeader unset X-Remote-User early"  # the usual way to strip a client's header
 
 
 def documented_location_block() -> str:
@@ -65,7 +66,7 @@ class Apache:
         login = f"AuthType Basic\nAuthName archive\nAuthUserFile {passwords}\nRequire valid-user\n"
         probes = "".join(f"<Location /idiom{i}/>\n{login}ProxyPass http://127.0.0.1:{api_port}/api/\n"
                          f"Include {secret_conf}\n{idiom}\nRequestHeader unset Authorization\n</Location>\n"
-                         for i, idiom in enumerate(IDIOMS))
+                         for i, idiom in enumerate([*IDIOMS, EARLY]))
         modules = "".join(f"LoadModule {m}_module /usr/lib/apache2/modules/mod_{m}.so\n" for m in MODULES)
         (self.dir / "httpd.conf").write_text(
             f"ServerRoot {self.dir}\nServerName localhost\nPidFile {self.dir}/httpd.pid\n"
@@ -193,6 +194,14 @@ def test_which_apache_idiom_passes_the_user(site, idiom):
     apache = site["apache"]
     found = paths(apache.get(apache.login, f"/idiom{list(IDIOMS).index(idiom)}/v1/files", auth=("alice", "alice-pw")))
     assert (MINE in found) is IDIOMS[idiom]
+
+
+def test_unset_early_inside_a_location_strips_nothing(site):
+    """Why the documented block overwrites the header with "set" rather than trusting `early`."""
+    apache = site["apache"]
+    found = paths(apache.get(apache.login, f"/idiom{len(IDIOMS)}/v1/files", auth=("bob", "bob-pw"),
+                             headers={"X-Remote-User": "alice"}))
+    assert MINE in found
 
 
 def _directives(block: str) -> list[str]:
