@@ -19,12 +19,13 @@ from .database import Connection
 from .files import Download, File, Header
 from .health import Health
 from .openapi import OpenApi
+from .proxy import FrontEnd
 from .search import Files
 from .tarstream import TarDownload
 
 
 def create_app(config: Config, engine: sa.Engine) -> falcon.App:
-    app = falcon.App(middleware=[Connection(engine), Authentication(config.api)])
+    app = falcon.App(middleware=[Connection(engine), FrontEnd(config.api), Authentication(config.api)])
     app.req_options.auto_parse_qs_csv = False
     app.req_options.keep_blank_qs_values = True
     app.add_route("/api/v1/files", Files(config.api))

@@ -1,7 +1,9 @@
 """Who is asking: a bearer token, or the user the front end (Apache) authenticated.
 
-The caller's principals (their name and their programs) go to `req.context.principals`;
-an anonymous caller has none. A token that is unknown, revoked or whose user is disabled
+The front end's user header counts only on requests that proxy.py found to carry the
+front end's secret; an empty one (Apache authenticated nobody) is anonymous. The caller's
+principals (their name and their programs) go to `req.context.principals`; an anonymous
+caller has none. A token that is unknown, revoked or whose user is disabled
 is refused (401) rather than treated as anonymous, so that a script notices.
 """
 
@@ -29,10 +31,8 @@ class Authentication:
                 raise falcon.HTTPUnauthorized(title="Invalid credentials",
                                               description="Authorization: the token is unknown or revoked")
             return user
-        if self.settings.trust_remote_user and req.env.get("REMOTE_USER"):
-            return req.env["REMOTE_USER"]
-        if self.settings.user_header and req.remote_addr in self.settings.trusted_proxies:
-            return req.get_header(self.settings.user_header) or None
+        if self.settings.user_header and req.context.front_end:
+            return (req.get_header(self.settings.user_header) or "").strip() or None
         return None
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:

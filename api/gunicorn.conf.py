@@ -17,6 +17,12 @@ keepalive = 5
 # sendfile(2) is on by default. Do not write `sendfile = True` here: gunicorn reads any
 # value of the setting as --no-sendfile.
 accesslog = "-"
-forwarded_allow_ips = os.environ.get("ARCHIVE_API_PROXIES", "127.0.0.1")
+# gunicorn believes no proxy header. By default it takes X-Forwarded-Proto, and a header
+# literally named SCRIPT_NAME (which moves every route), from any loopback client, and from
+# anyone on a unix socket. api/proxy.py believes the forwarded host and scheme only from a
+# request carrying the front end's secret; nothing sets SCRIPT_NAME (docs/security.md).
+forwarded_allow_ips = ""
+secure_scheme_headers = {}
+forwarder_headers = ""
 # gunicorn's control socket would live in $HOME, which the hardened unit keeps read-only.
 control_socket_disable = True

@@ -8,8 +8,9 @@ is always overridable with `$ARCHIVE_DATABASE_URL`.
 from __future__ import annotations
 
 import os
+import re
 import zoneinfo
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -93,9 +94,8 @@ class ApiConfig:
     max_limit: int = 1000             # rows per page
     default_limit: int = 100
     max_radius_deg: float = 10.0      # cone searches
-    trust_remote_user: bool = False   # accept the front end's REMOTE_USER (Apache authenticated the user)
-    user_header: str | None = None    # or this request header, from trusted_proxies only
-    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    user_header: str | None = None    # names the user Apache authenticated; believed only with the secret
+    front_end_secret: str | None = field(default=None, repr=False)  # None: no request speaks for Apache
     x_sendfile: bool = False          # let Apache's mod_xsendfile send downloads
     tar_max_files: int = 10000
     tar_max_bytes: int = 50 * 2**30
@@ -231,6 +231,58 @@ def _read_access(section: Section) -> AccessConfig:
     return config
 
 
+FRONT_END_SECRET_ENV = "ARCHIVE_API_FRONT_END_SECRET"
+_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")  # no "_": gunicorn drops such headers
+_SECRET = re.compile(r"[!-~]{32,}")                    # visible ASCII: it travels in a header
+_RETIRED = {"trusted_proxies": "a front end proves itself with api.front_end_secret_file, not its address",
+            "trust_remote_user": "under gunicorn REMOTE_USER can only come from a request header; "
+                                 "use api.user_header with api.front_end_secret_file"}
+
+
+def _read_secret(api: Section, base_dir: Path) -> str | None:
+    """The shared secret Apache sends (docs/security.md): from the environment, else from a
+    file only its owners can read, so that it never sits in the configuration."""
+    name = api.string("front_end_secret_file")
+    if os.environ.get(FRONT_END_SECRET_ENV):
+        where, secret = f"${FRONT_END_SECRET_ENV}", os.environ[FRONT_END_SECRET_ENV].strip()
+    elif name is None:
+        return None
+    else:
+        path = base_dir / Path(name).expanduser()
+        try:
+            if os.stat(path).st_mode & 0o004:
+                raise api.fail("front_end_secret_file", f"{path} is readable by every user (chmod o-r)")
+            secret = path.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not text"
+            raise api.fail("front_end_secret_file", f"cannot read {path}: {reason}") from None
+        where = f"{api.source}: api.front_end_secret_file: {path}"
+    if not _SECRET.fullmatch(secret):
+        raise ConfigError(f"{where}: the secret must be at least 32 visible ASCII characters, no spaces "
+                          "(openssl rand -hex 32 makes one)")
+    return secret
+
+
+def _read_api(api: Section, base_dir: Path) -> ApiConfig:
+    for key, why in _RETIRED.items():
+        if api.has(key):
+            raise api.fail(key, f"no longer supported: {why} (docs/security.md)")
+    user_header = api.string("user_header")
+    if user_header is not None and not _HEADER_NAME.fullmatch(user_header):
+        raise api.fail("user_header", f"{user_header!r} is not a header name (letters, digits and '-')")
+    secret = _read_secret(api, base_dir)
+    if user_header is not None and secret is None:
+        raise api.fail("user_header", "is believed only from a front end that sends the shared secret: "
+                       f"set api.front_end_secret_file or ${FRONT_END_SECRET_ENV} (docs/security.md)")
+    config = ApiConfig(
+        max_limit=api.integer("max_limit", 1000, 1), default_limit=api.integer("default_limit", 100, 1),
+        max_radius_deg=api.number("max_radius_deg", 10.0), user_header=user_header, front_end_secret=secret,
+        x_sendfile=api.boolean("x_sendfile", False), tar_max_files=api.integer("tar_max_files", 10000, 1),
+        tar_max_bytes=api.integer("tar_max_bytes", 50 * 2**30, 1))
+    api.done()
+    return config
+
+
 def load_config(explicit: str | None = None) -> Config:
     """Read, merge with the defaults and validate; raises ConfigError naming the key."""
     path = config_path(explicit)
@@ -266,14 +318,7 @@ def load_config(explicit: str | None = None) -> Config:
     if daemon_config.max_delete_fraction > 1:
         raise ConfigError(f"{source}: daemon.max_delete_fraction: must be between 0 and 1")
     access_config = _read_access(top.section("access"))
-    api = top.section("api")
-    api_config = ApiConfig(
-        max_limit=api.integer("max_limit", 1000, 1), default_limit=api.integer("default_limit", 100, 1),
-        max_radius_deg=api.number("max_radius_deg", 10.0), trust_remote_user=api.boolean("trust_remote_user", False),
-        user_header=api.string("user_header"), trusted_proxies=api.strings("trusted_proxies", ("127.0.0.1", "::1")),
-        x_sendfile=api.boolean("x_sendfile", False), tar_max_files=api.integer("tar_max_files", 10000, 1),
-        tar_max_bytes=api.integer("tar_max_bytes", 50 * 2**30, 1))
-    api.done()
+    api_config = _read_api(top.section("api"), base_dir)
 
     generic = read_keyword_map(top.section("keywords"), KeywordMap())
     instruments = tuple(read_profile(s, generic) for s in top.sections("instruments"))

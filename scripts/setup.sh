@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Idempotent set-up shared by scripts/demo and scripts/test: Debian packages that are
-# missing, then a virtualenv in .venv with the pinned dependencies and this package.
+# Idempotent set-up shared by scripts/demo and scripts/test (with --test): Debian packages
+# that are missing, then a virtualenv in .venv with the pinned dependencies and this package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +18,8 @@ pg_major() {
 pg=$(pg_major)
 [ -n "$pg" ] || { echo "setup: cannot tell which PostgreSQL this system ships; set ARCHIVE_PG_MAJOR" >&2; exit 1; }
 packages=("postgresql-$pg" "postgresql-$pg-pgsphere" libpq-dev libsystemd-dev pkg-config gcc python3-dev python3-venv)
+# `--test`: what the test suite needs besides (a real Apache in front of the API).
+[ "${1:-}" = "--test" ] && packages+=(apache2)
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 missing=()

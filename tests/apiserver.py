@@ -37,7 +37,7 @@ class ApiServer:
             try:
                 requests.get(self.base + "/api/v1/health", timeout=2)
                 return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a loaded machine: slow to answer at first
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"gunicorn did not start:\n{log.read_text()}")
                 time.sleep(0.2)

@@ -28,12 +28,13 @@ from fitsmaker import image
 RECENT = dt.date.today() - dt.timedelta(days=20)
 NIGHT = f"{RECENT:%Y-%m/%d}"
 OLD = "2019-05/02"
+FRONT_END = {"X-Remote-User": "alice", "X-Archive-Secret": "front-end-secret-" + "0" * 32}
 
 
 @pytest.fixture(scope="module")
 def archive(cluster, tmp_path_factory):
     """Public and proprietary files, users with tokens, and two servers: one trusting the
-    front end's X-Remote-User header from loopback, one trusting nobody."""
+    front end's X-Remote-User header with its secret, one trusting nobody."""
     base = tmp_path_factory.mktemp("api")
     root = base / "data"
     obs = f"{RECENT + dt.timedelta(days=1)}T05:00:00"
@@ -48,12 +49,14 @@ def archive(cluster, tmp_path_factory):
     outside = image(base / "outside" / "secret.fits", {"OBJECT": "outside", "DATE-OBS": "2019-05-03T05:00:00"})
     os.symlink(outside, root / OLD / "cam" / "escape.fits")
     config_path = base / "config.yaml"
+    (base / "secret").write_text(FRONT_END["X-Archive-Secret"])
+    (base / "secret").chmod(0o600)  # a secret every user could read is refused
     settings = {"roots": [{"name": "data", "path": str(root)}],
-                "api": {"user_header": "X-Remote-User", "max_limit": 50, "tar_max_files": 5}}
+                "api": {"user_header": "X-Remote-User", "front_end_secret_file": str(base / "secret"),
+                        "max_limit": 50, "tar_max_files": 5}}
     config_path.write_text(yaml.safe_dump(settings))
     untrusting = base / "untrusting.yaml"
-    untrusting.write_text(yaml.safe_dump({**settings, "api": {"user_header": "X-Remote-User", "x_sendfile": True,
-                                                              "trusted_proxies": ["10.9.9.9"]}}))
+    untrusting.write_text(yaml.safe_dump({**settings, "api": {"x_sendfile": True}}))
     url, drop = fresh_database(cluster)
     config = load_config(str(config_path))
     engine = db.create_engine(url)
@@ -85,7 +88,7 @@ CALLERS = {
     "anonymous": lambda a: {},
     "member": lambda a: {"Authorization": f"Bearer {a['tokens']['alice']}"},
     "non-member": lambda a: {"Authorization": f"Bearer {a['tokens']['bob']}"},
-    "trusted front end": lambda a: {"X-Remote-User": "alice"},
+    "trusted front end": lambda a: FRONT_END,
 }
 SEES_MINE = {"anonymous": False, "member": True, "non-member": False, "trusted front end": True}
 
@@ -137,12 +140,12 @@ def test_revoked_and_malformed_tokens_are_refused_everywhere(archive):
     assert response.status_code == 401 and "Bearer" in response.json()["description"]
 
 
-def test_front_end_user_is_believed_only_from_trusted_addresses(archive):
-    trusted = _every_endpoint(archive["server"], archive, {"X-Remote-User": "alice"})
+def test_front_end_user_is_believed_only_where_a_front_end_is_configured(archive):
+    trusted = _every_endpoint(archive["server"], archive, FRONT_END)
     assert list(trusted.values()) == [200, 200, 200, 200, 200, True]
-    untrusted = _every_endpoint(archive["other"], archive, {"X-Remote-User": "alice"})
+    untrusted = _every_endpoint(archive["other"], archive, FRONT_END)
     assert list(untrusted.values()) == [200, 404, 404, 404, 200, False]
-    assert f"{NIGHT}/cam/mine.fits" not in paths(archive["other"].get("/api/v1/files", headers={"X-Remote-User": "alice"}))
+    assert f"{NIGHT}/cam/mine.fits" not in paths(archive["other"].get("/api/v1/files", headers=FRONT_END))
 
 
 def test_x_sendfile_hands_the_download_to_apache(archive):
