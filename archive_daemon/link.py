@@ -88,7 +88,13 @@ class Link:
         self.next_attempt = self.clock() + self.backoff
 
     def heartbeat(self, status: str) -> None:
-        """Every HEARTBEAT seconds, this daemon's row: its role, its STATUS, the time."""
+        """Every HEARTBEAT seconds, this daemon's row: its role, its STATUS, the time.
+
+        One row per running daemon, updated in place. Rows of daemons whose session has
+        ended (stopped, killed, restarted under a new pid) are deleted, so restarts do not
+        pile rows up; a daemon that hangs keeps its session and its row, whose age the
+        health check shows.
+        """
         if self.leader.connection is None or self.clock() < self.next_heartbeat:
             return
         self.next_heartbeat = self.clock() + HEARTBEAT
@@ -97,6 +103,10 @@ class Link:
                 INSERT INTO daemon_heartbeat (name, role, status) VALUES (%s, %s, %s)
                 ON CONFLICT (name) DO UPDATE SET role = excluded.role, status = excluded.status, beat_at = now()
             """, (self.leader.name, "leader" if self.leader.leading else "standby", status))
+            cursor.execute("""
+                DELETE FROM daemon_heartbeat WHERE name NOT IN
+                    (SELECT application_name FROM pg_stat_activity WHERE application_name IS NOT NULL)
+            """)
         self.leader.connection.commit()
 
     def close(self) -> None:
