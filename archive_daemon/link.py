@@ -61,9 +61,10 @@ class Link:
     def stands_by(self) -> None:
         """Another daemon holds the lock: say who, and try again soon."""
         holder = self.leader.holder()
-        if self.state != "standby":
+        state = f"standby (the archive is written by {holder})"
+        if self.state != state:  # said once, not at every try
             log.info("standing by: the archive is written by %s", holder)
-        self.state = f"standby (the archive is written by {holder})"
+        self.state = state
         self.next_attempt = self.clock() + STANDBY_RETRY
 
     def reached(self) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 
 import pytest
 
 from archive_daemon.link import HEARTBEAT, MAX_BACKOFF, Link
+from daemonproc import wait_until
 
 
 class Clock:
@@ -56,9 +58,9 @@ def test_one_heartbeat_row_per_running_daemon_however_long_it_runs(links, engine
     beat(leader, 5)
     beat(standby, 5)
     assert heartbeats(engine) == {leader.leader.name: "leader", standby.leader.name: "standby"}
-    leader.close()
-    beat(standby)
-    assert heartbeats(engine) == {standby.leader.name: "standby"}
+    leader.close()  # its server process ends a moment later
+    wait_until(lambda: beat(standby) or heartbeats(engine) == {standby.leader.name: "standby"},
+               what="the closed daemon's row gone")
 
 
 def test_a_long_host_name_keeps_its_heartbeat(links, engine, monkeypatch):
@@ -86,3 +88,16 @@ def test_an_unreachable_database_is_tried_again_each_time_later(links):
         waits.append(link.next_attempt - link.clock.now)
         link.clock.now = link.next_attempt
     assert waits == [1, 2, 4, 8, 16, 30, 30, 30] and MAX_BACKOFF == 30
+
+
+def test_a_standby_says_once_who_writes_the_archive(links, caplog):
+    caplog.set_level(logging.INFO, logger="archive_daemon")
+    leader, standby = links(), links()
+    assert leader.take_lock()
+    for _ in range(3):
+        assert standby.due() and not standby.take_lock()
+        standby.stands_by()
+        assert not standby.due()
+        standby.clock.now = standby.next_attempt
+    assert standby.state.startswith(f"standby (the archive is written by {leader.leader.name} (")
+    assert caplog.text.count("standing by") == 1
