@@ -8,17 +8,7 @@ import socket
 import pytest
 
 from archive_daemon.link import HEARTBEAT, MAX_BACKOFF, Link
-from daemonproc import wait_until
-
-
-class Clock:
-    """A monotonic clock the test moves."""
-
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from daemonproc import Clock, wait_until
 
 
 def heartbeats(engine) -> dict[str, str]:
