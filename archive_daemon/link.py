@@ -2,7 +2,7 @@
 database is away, and the heartbeat the API's health check reads.
 
 A database outage is no reason to exit: the link says so in its `state` (for STATUS) and
-tries again, at once after a lost connection, then with a doubling backoff.
+tries again, waiting twice as long after each failed try, up to MAX_BACKOFF seconds.
 """
 
 from __future__ import annotations
