@@ -34,6 +34,8 @@ TICK = 0.25            # seconds the loop waits when there is nothing to do
 
 
 class Service:
+    """The loop that ties the parts together; signals only set the flags it looks at."""
+
     def __init__(self, config: Config, config_arg: str | None, url: str, notifier: Notifier | None = None):
         self.config, self.config_arg, self.url = config, config_arg, url
         self.notifier = notifier or Notifier()
