@@ -17,6 +17,7 @@ import psycopg2
 from . import db
 
 LOCK_KEY = 7_4120_2026  # the archive's advisory lock (one per database)
+NAME_BYTES = 63         # what PostgreSQL keeps of an application_name
 _KEEPALIVE = "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"
 
 
@@ -27,12 +28,21 @@ def connect(url: str, name: str):
                             application_name=name, options=_KEEPALIVE)
 
 
+def daemon_name() -> str:
+    """'archive-daemon HOST PID', the host cut short so that PostgreSQL keeps the name whole:
+    the heartbeat finds a daemon's session by it."""
+    pid = str(os.getpid())
+    room = NAME_BYTES - len(f"archive-daemon  {pid}")
+    host = socket.gethostname().encode()[:room].decode(errors="ignore")
+    return f"archive-daemon {host} {pid}"
+
+
 class Leader:
     """One connection; `lead()` tries to take the lock, and holds it for as long as the connection lives."""
 
     def __init__(self, url: str):
         self.url = url
-        self.name = f"archive-daemon {socket.gethostname()} {os.getpid()}"
+        self.name = daemon_name()
         self.connection = None
         self.leading = False
 

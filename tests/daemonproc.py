@@ -26,6 +26,16 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: st
         time.sleep(interval)
 
 
+class Clock:
+    """A monotonic clock the test moves, for the daemon's parts tested alone."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def children(pid: int) -> list[int]:
     """The processes whose parent is `pid`."""
     found = []

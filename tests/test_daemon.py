@@ -90,6 +90,23 @@ def test_notify_protocol_ready_watchdog_status_and_clean_stop(daemons, engine):
     assert daemon.notify.values("STOPPING") == ["1"]
 
 
+def heartbeat_pids(engine) -> list[int]:
+    with engine.connect() as connection:
+        names = connection.exec_driver_sql("SELECT name FROM daemon_heartbeat").scalars().all()
+    return sorted(int(name.rsplit(" ", 1)[1]) for name in names)
+
+
+def test_heartbeat_rows_do_not_pile_up_across_restarts(daemons, engine):
+    killed = daemons().start()
+    wait_until(lambda: heartbeat_pids(engine) == [killed.process.pid], what="the first heartbeat")
+    killed.kill()
+    stopped = daemons().start()
+    wait_until(lambda: heartbeat_pids(engine) == [stopped.process.pid], timeout=20, what="the killed daemon's row gone")
+    stopped.stop()
+    last = daemons().start()
+    wait_until(lambda: heartbeat_pids(engine) == [last.process.pid], timeout=20, what="the stopped daemon's row gone")
+
+
 @pytest.mark.parametrize("mode", ["inotify", "polling"])
 def test_a_file_written_slowly_is_loaded_once_and_whole(daemons, engine, archive_root, tmp_path, mode):
     daemon = daemons(mode=mode).start()

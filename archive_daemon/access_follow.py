@@ -1,0 +1,70 @@
+"""Access decisions kept current while the daemon runs.
+
+The rules the loader decides with include the schedule and the principals from the
+database: when their version number moves, new rules are made. When an override file
+changes, the files of its directory are decided again; when the configured rules change
+(a reload), all files are.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from . import schedule
+from .access import Rules
+from .config import Config
+from .recompute import recompute
+
+log = logging.getLogger("archive_daemon.access_follow")
+
+VERSION_CHECK = 5.0    # how often the leader looks for schedule or user changes
+
+
+class AccessFollower:
+    """The current rules, and the directories whose override file changed since the last look."""
+
+    def __init__(self, config: Config, on_progress, clock=time.monotonic):
+        self.config, self.on_progress, self.clock = config, on_progress, clock
+        self.version: int | None = None
+        self.rules: Rules | None = None
+        self.next_check = 0.0
+        self.overridden: set[tuple[str, str]] = set()
+
+    def reconfigure(self, config: Config) -> None:
+        self.config = config
+        self.version = None  # new rules at the next look, should the database be away now
+
+    def rules_now(self, connection) -> Rules:
+        """Rules with the schedule as the database holds it now."""
+        return self._rules_at(connection, schedule.version(connection))
+
+    def changed_rules(self, connection) -> Rules | None:
+        """New rules if the schedule or the principals changed (looked at every VERSION_CHECK seconds)."""
+        if self.clock() < self.next_check:
+            return None
+        self.next_check = self.clock() + VERSION_CHECK
+        version = schedule.version(connection)
+        return self._rules_at(connection, version) if version != self.version else None
+
+    def _rules_at(self, connection, version: int) -> Rules:
+        self.version = version
+        self.rules = schedule.current_rules(connection, self.config)
+        return self.rules
+
+    def override_changed(self, root: str, directory: str) -> None:
+        self.overridden.add((root, directory))
+
+    def decide_overridden(self, connection) -> None:
+        """Decide again for the directories whose override file changed."""
+        while self.overridden:
+            root, directory = self.overridden.pop()
+            seen, changed = recompute(connection, self.config, self.rules, root=root, prefix=directory,
+                                      on_progress=self.on_progress)
+            log.info("override file changed in %s/%s: access decided again for %d files, %d changed",
+                     root, directory, seen, changed, extra={"ROOT": root, "FILE_PATH": directory})
+
+    def decide_all(self, connection) -> None:
+        """The configured rules changed: decide again for every file."""
+        seen, changed = recompute(connection, self.config, self.rules, on_progress=self.on_progress)
+        log.info("access rules changed: decided again for %d files, %d changed", seen, changed)
