@@ -167,6 +167,15 @@ def _date(text: str):
 def cmd_db(config: Config, args) -> int:
     engine = db.create_engine(database_url(config))
     print(f"database schema at revision {db.upgrade(engine)}")
+    # A migration cannot see the configured time zones: it leaves the nights it cannot
+    # know empty, and they are found here (see migrations/versions/0004_local_nights.py).
+    connection = engine.raw_connection()
+    seen, changed = recompute(connection, config, current_rules(connection, config), without_night=True)
+    if seen:
+        print(f"nights found for {changed} of {seen} files without one")
+    if changed < seen:
+        print(f"roots this configuration does not name hold {seen - changed} of them: run "
+              "`archive-daemon access recompute` with the configuration that names them")
     return 0
 
 

@@ -420,7 +420,8 @@ class Service:
         if self.active and self.leader.leading:
             try:
                 self._new_rules(schedule.version(self.leader.connection))
-                if config.access != old_access:
+                rezoned = any(r.name in old and old[r.name].timezone != r.timezone for r in config.roots)
+                if config.access != old_access or rezoned:  # decisions and nights move
                     seen, changed = recompute(self.leader.connection, config, self.rules,
                                               on_progress=self.notifier.watchdog)
                     log.info("access rules changed: decided again for %d files, %d changed", seen, changed)
