@@ -37,7 +37,7 @@ class ApiServer:
             try:
                 requests.get(self.base + "/api/v1/health", timeout=2)
                 return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # workers still booting, on a busy machine
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"gunicorn did not start:\n{log.read_text()}")
                 time.sleep(0.2)
