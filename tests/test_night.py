@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import uuid
 
 import sqlalchemy as sa
+import yaml
 
 from archive_daemon import db, schedule
 from archive_daemon.config import load_config
 from archive_daemon.loader import ingest
 from conftest import _admin, rows, write_config
+from daemonproc import wait_until
 from fitsmaker import image
 from test_cli import cli
+from test_daemon import daemons  # noqa: F401 (a fixture)
 
 LOS_ANGELES = "America/Los_Angeles"
 # 05:30 in Los Angeles on 5 March 2024 (PST, UTC-8): dawn, still the night of the 4th. The
@@ -88,6 +92,17 @@ def test_access_recompute_moves_nights_when_the_time_zone_changes(engine, tmp_pa
     result = cli("--config", str(config), "access", "recompute", database_url=database_url)
     assert result.returncode == 0, result.stderr
     assert nights(engine) == {"misc/dawn.fits": dt.date(2024, 3, 4)}
+
+
+def test_the_daemon_moves_nights_when_a_reload_changes_a_roots_time_zone(daemons, engine, archive_root):
+    image(archive_root / "misc" / "dawn.fits", {"DATE-OBS": DAWN})
+    daemon = daemons().start()
+    wait_until(lambda: nights(engine) == {"misc/dawn.fits": dt.date(2024, 3, 5)}, what="the file, night in UTC")
+    settings = yaml.safe_load(daemon.config.read_text())
+    settings["roots"][0]["timezone"] = LOS_ANGELES
+    daemon.config.write_text(yaml.safe_dump(settings))
+    daemon.signal(signal.SIGHUP)
+    wait_until(lambda: nights(engine) == {"misc/dawn.fits": dt.date(2024, 3, 4)}, what="the night in Los Angeles")
 
 
 def _database_at(cluster: str, revision: str):
