@@ -89,9 +89,13 @@ def test_access_recompute_moves_nights_when_the_time_zone_changes(engine, tmp_pa
     load(engine, tmp_path, archive_root)
     assert nights(engine) == {"misc/dawn.fits": dt.date(2024, 3, 5)}  # in UTC, dawn in California is midday
     config = write_config(tmp_path, archive_root, access={"timezone": LOS_ANGELES})
+    explain = ("--config", str(config), "access", "explain", str(archive_root / "misc" / "dawn.fits"))
+    stale = cli(*explain, database_url=database_url).stdout
+    assert "night:       2024-03-04" in stale and "still holds an older decision" in stale
     result = cli("--config", str(config), "access", "recompute", database_url=database_url)
     assert result.returncode == 0, result.stderr
     assert nights(engine) == {"misc/dawn.fits": dt.date(2024, 3, 4)}
+    assert "older decision" not in cli(*explain, database_url=database_url).stdout
 
 
 def test_the_daemon_moves_nights_when_a_reload_changes_a_roots_time_zone(daemons, engine, archive_root):
