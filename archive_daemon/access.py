@@ -7,8 +7,8 @@
 4. the owning program: from the header (PROPID, PROGRAM...), else from the schedule;
 5. the configured default for files whose owner is unknown.
 
-A file becomes public at the end of its observing night (local noon, in the telescope's
-time zone) plus the proprietary period of its program, else instrument, else telescope,
+A file becomes public at the end of its observing night (local noon, in the site's time
+zone: see night.py) plus the proprietary period of its program, else instrument, else telescope,
 else the default. Until then only its grants may read it. Never fail open: a broken
 override file makes the files it governs not public at all (public_date NULL).
 """
@@ -21,7 +21,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 
 from .config import AccessConfig
-from .layout import placement
+from .night import observing_night, site_zone
 from .obstime import UTC
 from .overrides import OverrideCache
 
@@ -75,25 +75,20 @@ class Schedule:
 class Rules:
     """The access rules of a configuration, with a schedule snapshot and an override cache."""
 
-    def __init__(self, config: AccessConfig, schedule: Schedule, frame_type_of=lambda raw: raw):
+    def __init__(self, config: AccessConfig, schedule: Schedule, frame_type_of=lambda raw: raw,
+                 root_zones: dict[str, str | None] | None = None):
         self.config = config
         self.schedule = schedule
         self.frame_type_of = frame_type_of
+        self.root_zones = root_zones or {}  # root path -> the root's own time zone
         self.overrides = OverrideCache()
 
-    def timezone(self, telescope: str | None) -> zoneinfo.ZoneInfo:
-        return zoneinfo.ZoneInfo(self.config.setting("telescopes", telescope).timezone or self.config.timezone)
+    def timezone(self, telescope: str | None, root_path: str | None = None) -> zoneinfo.ZoneInfo:
+        return site_zone(self.config, self.root_zones.get(root_path), telescope)
 
-    def night(self, facts: Facts) -> tuple[dt.date, str | None]:
-        """The observing night: from the directory, else noon to noon local time, else the mtime."""
-        night = placement(facts.path).night
-        if night is not None:
-            return night, None
-        zone = self.timezone(facts.telescope)
-        if facts.obs_start is not None:
-            return (facts.obs_start.astimezone(zone) - dt.timedelta(hours=12)).date(), None
-        local = facts.mtime.astimezone(zone) - dt.timedelta(hours=12)
-        return local.date(), "no observation date: the night is taken from the file's modification time"
+    def night(self, root_path: str, facts: Facts) -> tuple[dt.date, str | None]:
+        """The file's observing night, and a note when it is a guess."""
+        return observing_night(facts.path, facts.obs_start, facts.mtime, self.timezone(facts.telescope, root_path))
 
     def months(self, facts: Facts, programs: tuple[str, ...]) -> int:
         for table, names in (("programs", programs), ("instruments", (facts.instrument,)),
@@ -104,10 +99,11 @@ class Rules:
                 return max(found)
         return self.config.proprietary_months
 
-    def public_date(self, facts: Facts, night: dt.date, programs: tuple[str, ...]) -> dt.datetime:
+    def public_date(self, root_path: str, facts: Facts, night: dt.date, programs: tuple[str, ...]) -> dt.datetime:
         """Noon local time after the night, `months` later."""
         day = add_months(night + dt.timedelta(days=1), self.months(facts, programs))
-        return dt.datetime(day.year, day.month, day.day, 12, tzinfo=self.timezone(facts.telescope)).astimezone(UTC)
+        zone = self.timezone(facts.telescope, root_path)
+        return dt.datetime(day.year, day.month, day.day, 12, tzinfo=zone).astimezone(UTC)
 
     def decide(self, root_path: str, facts: Facts) -> Decision:
         directory, name = os.path.split(os.path.join(root_path, facts.path))
@@ -115,7 +111,7 @@ class Rules:
         if overrides.error:
             return Decision(None, (), facts.frame_type, "override file broken: not public",
                             [f"access: {overrides.error}"])
-        night, note = self.night(facts)
+        night, note = self.night(root_path, facts)
         notes = [f"access: {note}"] if note else []
         frame_type = facts.frame_type
         obstype = overrides.last("obstype", name)
@@ -126,7 +122,7 @@ class Rules:
 
         def decided(rule: str, grants=(), public=False) -> Decision:
             owners = tuple(g for g in grants if g in scheduled or g == facts.program) or scheduled
-            when = ALWAYS if public else self.public_date(facts, night, owners)
+            when = ALWAYS if public else self.public_date(root_path, facts, night, owners)
             return Decision(when, tuple(sorted(set(grants))), frame_type, rule, notes)
 
         if access is not None:

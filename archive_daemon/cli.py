@@ -100,20 +100,23 @@ def cmd_access(config: Config, args) -> int:
         return 0
     root, rel = config.root_for(Path(os.path.abspath(args.path)))
     with connection.cursor() as cursor:
-        cursor.execute(f"""SELECT {FACT_COLUMNS}, public_date, grants, frame_type, access_rule
+        cursor.execute(f"""SELECT {FACT_COLUMNS}, public_date, grants, frame_type, access_rule, night
                            FROM files WHERE root = %s AND path = %s""", (root.name, rel))
         row = cursor.fetchone()
     if row is None:
         raise UsageError(f"{args.path}: not in the archive (root {root.name}, path {rel})")
-    decision = rules.decide(str(root.path), Facts(rel, *row[:6]))
+    facts = Facts(rel, *row[:6])
+    decision = rules.decide(str(root.path), facts)
+    night = rules.night(str(root.path), facts)[0]
     public = decision.public_date.isoformat() if decision.public_date else "never (until the rule is fixed)"
     print(f"{root.name}/{rel}")
+    print(f"  night:       {night}")
     print(f"  rule:        {rule_text(decision)}")
     print(f"  public from: {public}")
     print(f"  granted to:  {', '.join(decision.grants) or 'nobody before the public date'}")
     print(f"  frame type:  {decision.frame_type or '-'}")
-    stored = (row[6], sorted(row[7]), row[8], row[9])
-    if stored != (decision.public_date, list(decision.grants), decision.frame_type, rule_text(decision)):
+    stored = (row[6], sorted(row[7]), row[8], row[9], row[10])
+    if stored != (decision.public_date, list(decision.grants), decision.frame_type, rule_text(decision), night):
         print("  the database still holds an older decision: run `archive-daemon access recompute`")
     return 0
 
@@ -167,6 +170,15 @@ def _date(text: str):
 def cmd_db(config: Config, args) -> int:
     engine = db.create_engine(database_url(config))
     print(f"database schema at revision {db.upgrade(engine)}")
+    # A migration cannot see the configured time zones: it leaves the nights it cannot
+    # know empty, and they are found here (see migrations/versions/0004_local_nights.py).
+    connection = engine.raw_connection()
+    seen, changed = recompute(connection, config, current_rules(connection, config), without_night=True)
+    if seen:
+        print(f"nights found for {changed} of {seen} files without one")
+    if changed < seen:
+        print(f"roots this configuration does not name hold {seen - changed} of them: run "
+              "`archive-daemon access recompute` with the configuration that names them")
     return 0
 
 

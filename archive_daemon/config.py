@@ -41,6 +41,7 @@ class RootConfig:
     recent_nights: int = 3  # polling: night directories this recent are polled; older ones reconciled
     include: tuple[str, ...] = DEFAULT_INCLUDE
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    timezone: str | None = None  # the site's, for its nights, unless its telescope has one
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class AccessConfig:
     """The access rules (docs/access.md explains them with examples)."""
 
     proprietary_months: int = 12
-    timezone: str = "UTC"                       # for noon-to-noon nights, unless a telescope says
+    timezone: str = "UTC"                       # for noon-to-noon nights, unless a telescope or root says
     telescopes: tuple[tuple[str, Period], ...] = ()   # (lower-case name, settings)
     instruments: tuple[tuple[str, Period], ...] = ()
     programs: tuple[tuple[str, Period], ...] = ()
@@ -186,6 +187,7 @@ def _read_root(section: Section, base_dir: Path) -> RootConfig:
         recent_nights=section.integer("recent_nights", 3, 1),
         include=section.strings("include", DEFAULT_INCLUDE),
         exclude=section.strings("exclude", DEFAULT_EXCLUDE),
+        timezone=_timezone(section),
     )
     section.done()
     return root
@@ -195,28 +197,28 @@ def _read_periods(section: Section, with_timezone: bool) -> tuple[tuple[str, Per
     periods = []
     for name in section.keys():
         entry = section.section(str(name))
-        timezone = entry.string("timezone") if with_timezone else None
-        if timezone is not None:
-            _check_timezone(entry, timezone)
+        timezone = _timezone(entry) if with_timezone else None
         periods.append((str(name).lower(), Period(entry.integer("proprietary_months", None) if
                                                   entry.has("proprietary_months") else None, timezone)))
         entry.done()
     return tuple(periods)
 
 
-def _check_timezone(section: Section, name: str) -> None:
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise section.fail("timezone", f"unknown time zone {name!r}") from None
+def _timezone(section: Section, default: str | None = None) -> str | None:
+    """The section's `timezone`, checked against the time zone database."""
+    name = section.string("timezone", default)
+    if name is not None:
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise section.fail("timezone", f"unknown time zone {name!r}") from None
+    return name
 
 
 def _read_access(section: Section) -> AccessConfig:
-    timezone = section.string("timezone", "UTC")
-    _check_timezone(section, timezone)
     config = AccessConfig(
         proprietary_months=section.integer("proprietary_months", 12),
-        timezone=timezone,
+        timezone=_timezone(section, "UTC"),
         telescopes=_read_periods(section.section("telescopes"), True),
         instruments=_read_periods(section.section("instruments"), False),
         programs=_read_periods(section.section("programs"), False),

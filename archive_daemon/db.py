@@ -45,10 +45,10 @@ def _alembic(connection: sa.Connection) -> AlembicConfig:
     return config
 
 
-def upgrade(engine: sa.Engine) -> str:
-    """Apply every pending migration; returns the revision the schema is now at."""
+def upgrade(engine: sa.Engine, revision: str = "head") -> str:
+    """Apply the pending migrations (up to `revision`); returns the revision the schema is now at."""
     with engine.begin() as connection:
-        command.upgrade(_alembic(connection), "head")
+        command.upgrade(_alembic(connection), revision)
         return MigrationContext.configure(connection).get_current_revision()
 
 

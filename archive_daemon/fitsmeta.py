@@ -2,7 +2,7 @@
 
 Values that cannot be read are left empty and noted; they never make the file fail. The
 file's place in the night layout supplies the instrument directory, which chooses the
-keyword map, and the night, against which header dates are checked.
+keyword map, and the night directory's date, against which header dates are checked.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from .layout import placement
 
 @dataclass
 class Metadata:
-    night: dt.date | None = None
+    """What the header says; the night is not here but in night.py, which needs the site."""
+
     instrument: str | None = None
     telescope: str | None = None
     object: str | None = None
@@ -177,7 +178,7 @@ def _extract(headers: HeaderSet, relpath: str, profiles: tuple[InstrumentProfile
              generic: KeywordMap) -> Metadata:
     place = placement(relpath)
     profile = choose_profile(profiles, generic, place.instrument_dir, headers.get)
-    meta = Metadata(night=place.night, notes=list(headers.notes))
+    meta = Metadata(notes=list(headers.notes))
     reader = _Reader(headers, profile.keywords, meta.notes)
     keywords = profile.keywords
 
@@ -198,9 +199,6 @@ def _extract(headers: HeaderSet, relpath: str, profiles: tuple[InstrumentProfile
         meta.notes.append(f"no usable observation date in the header: using the night directory ({night})")
     if meta.obs_start is not None:
         meta.obs_end = meta.obs_start + dt.timedelta(seconds=meta.exptime or 0.0)
-    if meta.night is None and meta.obs_start is not None:
-        # Off the night layout: the night is the UTC date twelve hours earlier (noon to noon).
-        meta.night = (meta.obs_start - dt.timedelta(hours=12)).date()
 
     _position(reader, meta)
     return meta

@@ -68,10 +68,14 @@ def load_row(root: RootConfig, entry: DiskEntry, config: Config, rules: access.R
     headers = read_headers(os.path.join(root.path, entry.path))
     meta = extract(headers, entry.path, config.instruments, config.keywords)
     mtime = store.mtime_of(entry.mtime_us)
-    decision = rules.decide(str(root.path), access.Facts(
-        entry.path, meta.telescope, meta.instrument, meta.frame_type, meta.program, meta.obs_start, mtime))
+    facts = access.Facts(entry.path, meta.telescope, meta.instrument, meta.frame_type, meta.program,
+                         meta.obs_start, mtime)
+    decision = rules.decide(str(root.path), facts)
+    night, guess = rules.night(str(root.path), facts)
+    if guess:
+        meta.notes.append(guess)
     return (
-        root.name, entry.path, entry.size, mtime, meta.night, meta.instrument, meta.telescope,
+        root.name, entry.path, entry.size, mtime, night, meta.instrument, meta.telescope,
         meta.object, meta.obs_start, meta.obs_end, meta.date_source, meta.exptime, decision.frame_type,
         meta.filter, meta.program, meta.ra, meta.dec,
         None if meta.ra is None or meta.dec is None else spoint_literal(meta.ra, meta.dec),

@@ -1,4 +1,5 @@
-"""Access decisions recomputed in bulk, when rules, the schedule or an override file change.
+"""Access decisions (and nights) recomputed in bulk, when rules, the schedule, an override
+file or a time zone change.
 
 Rows are streamed in id order, decided in this process (a few microseconds a file: no
 header is read, everything the rules need is in the row), and only the rows whose
@@ -19,8 +20,9 @@ CHUNK = 5000
 FACT_COLUMNS = "telescope, instrument, header_frame_type, program, obs_start, mtime"
 
 
-def _where(root: str | None, night, prefix: str | None, ids: Iterable[int] | None) -> tuple[str, dict]:
-    clauses, params = ["true"], {}
+def _where(root: str | None, night, prefix: str | None, ids: Iterable[int] | None,
+           without_night: bool) -> tuple[str, dict]:
+    clauses, params = ["night IS NULL" if without_night else "true"], {}
     if root is not None:
         clauses.append("root = %(root)s")
         params["root"] = root
@@ -38,39 +40,41 @@ def _where(root: str | None, night, prefix: str | None, ids: Iterable[int] | Non
 
 
 def recompute(connection, config: Config, rules: Rules, root: str | None = None, night=None,
-              prefix: str | None = None, ids: Iterable[int] | None = None,
+              prefix: str | None = None, ids: Iterable[int] | None = None, without_night: bool = False,
               on_progress: Callable[[], None] = lambda: None) -> tuple[int, int]:
-    """Decide again for the selected files; returns (files looked at, files changed).
+    """Decide again, and find the night again, for the selected files (`without_night`: those
+    with no night yet); returns (files looked at, files changed).
 
     `on_progress` is called every few thousand files (the daemon pings its watchdog there).
     """
     roots = {r.name: str(r.path) for r in config.roots}
-    where, params = _where(root, night, prefix, ids)
+    where, params = _where(root, night, prefix, ids, without_night)
     seen = changed = 0
     pending: list[str] = []
     with connection.cursor(name="recompute") as reading, connection.cursor() as writing:
         reading.itersize = CHUNK
         reading.execute(f"""
-            SELECT id, root, path, {FACT_COLUMNS}, public_date, grants, frame_type, access_rule
+            SELECT id, root, path, {FACT_COLUMNS}, public_date, grants, frame_type, access_rule, night
             FROM files WHERE {where} ORDER BY id""", params)
         writing.execute("""
             CREATE TEMPORARY TABLE IF NOT EXISTS decided (
-                id bigint, public_date timestamptz, grants text[], frame_type text, access_rule text
+                id bigint, public_date timestamptz, grants text[], frame_type text, access_rule text, night date
             ) ON COMMIT DELETE ROWS""")
         for (file_id, file_root, path, telescope, instrument, header_type, program, obs_start, mtime,
-             public_date, grants, frame_type, rule) in reading:
+             public_date, grants, frame_type, rule, stored_night) in reading:
             seen += 1
             if seen % CHUNK == 0:
                 on_progress()
             if file_root not in roots:
                 continue  # a root no longer configured: its rows keep their last decision
-            decision = rules.decide(roots[file_root], Facts(path, telescope, instrument, header_type, program,
-                                                            obs_start, mtime))
-            new = (decision.public_date, list(decision.grants), decision.frame_type, rule_text(decision))
-            if new != (public_date, sorted(grants), frame_type, rule):
+            facts = Facts(path, telescope, instrument, header_type, program, obs_start, mtime)
+            decision = rules.decide(roots[file_root], facts)
+            new = (decision.public_date, list(decision.grants), decision.frame_type, rule_text(decision),
+                   rules.night(roots[file_root], facts)[0])
+            if new != (public_date, sorted(grants), frame_type, rule, stored_night):
                 changed += 1
                 pending.append(copy_line((file_id, decision.public_date, array_literal(decision.grants),
-                                          decision.frame_type, new[3])))
+                                          decision.frame_type, new[3], new[4])))
             if len(pending) >= CHUNK:
                 _write(writing, pending)
         _write(writing, pending)
@@ -84,7 +88,7 @@ def _write(cursor, lines: list[str]) -> None:
     cursor.copy_expert("COPY decided FROM STDIN", io.StringIO("".join(lines)))
     cursor.execute("""
         UPDATE files f SET public_date = d.public_date, grants = d.grants, frame_type = d.frame_type,
-                           access_rule = d.access_rule
+                           access_rule = d.access_rule, night = d.night
         FROM decided d WHERE f.id = d.id""")
     cursor.execute("TRUNCATE decided")
     lines.clear()

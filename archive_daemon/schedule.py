@@ -100,4 +100,5 @@ def snapshot(connection) -> Schedule:
 
 def current_rules(connection, config: Config) -> Rules:
     """The configured rules with the schedule as the database holds it now."""
-    return Rules(config.access, snapshot(connection), config.keywords.frame_type_of)
+    return Rules(config.access, snapshot(connection), config.keywords.frame_type_of,
+                 {str(root.path): root.timezone for root in config.roots})

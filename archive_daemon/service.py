@@ -172,13 +172,15 @@ class Service:
             log.error("configuration not reloaded, the previous one stays in force: %s", exc)
             return
         self.warnings.pop("config", None)
-        old_access, self.config = self.config.access, config
+        old, self.config = self.config, config
         self.access.reconfigure(config)
         self.feeder.reconfigure(config)
         if self.active and self.link.leading:
             try:
                 self.feeder.use_rules(self.access.rules_now(self.link.connection))
-                if config.access != old_access:
+                zones = {r.name: r.timezone for r in old.roots}
+                rezoned = any(r.name in zones and zones[r.name] != r.timezone for r in config.roots)
+                if config.access != old.access or rezoned:  # decisions and nights move
                     self.access.decide_all(self.link.connection)
             except psycopg2.Error as exc:
                 self._lost_database(exc)
