@@ -236,9 +236,6 @@ def _read_access(section: Section) -> AccessConfig:
 FRONT_END_SECRET_ENV = "ARCHIVE_API_FRONT_END_SECRET"
 _HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")  # no "_": gunicorn drops such headers
 _SECRET = re.compile(r"[!-~]{32,}")                    # visible ASCII: it travels in a header
-_RETIRED = {"trusted_proxies": "a front end proves itself with api.front_end_secret_file, not its address",
-            "trust_remote_user": "under gunicorn REMOTE_USER can only come from a request header; "
-                                 "use api.user_header with api.front_end_secret_file"}
 
 
 def _read_secret(api: Section, base_dir: Path) -> str | None:
@@ -266,9 +263,6 @@ def _read_secret(api: Section, base_dir: Path) -> str | None:
 
 
 def _read_api(api: Section, base_dir: Path) -> ApiConfig:
-    for key, why in _RETIRED.items():
-        if api.has(key):
-            raise api.fail(key, f"no longer supported: {why} (docs/security.md)")
     user_header = api.string("user_header")
     if user_header is not None and not _HEADER_NAME.fullmatch(user_header):
         raise api.fail("user_header", f"{user_header!r} is not a header name (letters, digits and '-')")

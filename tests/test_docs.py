@@ -22,7 +22,7 @@ import yaml
 from api.openapi import document
 from api.params import Params
 from archive_daemon.cli import build_parser
-from archive_daemon.config import DEFAULTS_FILE, ConfigError, load_config
+from archive_daemon.config import DEFAULTS_FILE, FRONT_END_SECRET_ENV, ConfigError, load_config
 from archive_daemon.confread import Section
 
 TOP = Path(__file__).resolve().parents[1]
@@ -126,6 +126,8 @@ def _read_as_config(tmp_path: Path, monkeypatch, text: str) -> tuple[Keys, str |
     path.write_text(text)
     with monkeypatch.context() as patch:
         keys = Keys(patch)
+        # Examples name the secret file of a deployed host; the environment stands in for it.
+        patch.setenv(FRONT_END_SECRET_ENV, "s" * 32)
         try:
             load_config(str(path))
         except ConfigError as exc:

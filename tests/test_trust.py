@@ -227,8 +227,7 @@ def _config(tmp_path: Path, api: dict) -> Path:
     ({"front_end_secret_file": "missing"}, "api.front_end_secret_file", "cannot read"),
     ({"front_end_secret_file": "short"}, "api.front_end_secret_file", "at least 32"),
     ({"front_end_secret_file": "everyone"}, "api.front_end_secret_file", "readable by every user"),
-    ({"trusted_proxies": ["127.0.0.1"]}, "api.trusted_proxies", "no longer supported"),
-    ({"trust_remote_user": True}, "api.trust_remote_user", "no longer supported"),
+    ({"trusted_proxies": ["127.0.0.1"]}, "api.trusted_proxies", "unknown key"),
 ])
 def test_a_malformed_trust_setting_stops_start_up_naming_the_key(tmp_path, monkeypatch, api, key, words):
     monkeypatch.delenv("ARCHIVE_API_FRONT_END_SECRET", raising=False)
