@@ -99,6 +99,11 @@ class ApiConfig:
     x_sendfile: bool = False          # let Apache's mod_xsendfile send downloads
     tar_max_files: int = 10000
     tar_max_bytes: int = 50 * 2**30
+    max_body_bytes: int = 2**20       # request bodies (the tar download's list): 413 above
+    stream_write_timeout: float = 60.0  # seconds a client may take to accept one chunk of a download
+    max_streams: int = 6              # downloads at once per worker process (keep below its threads)
+    max_streams_per_client: int = 2   # downloads at once per client address, per worker process
+    db_pool_size: int = 4             # database connections per worker process
 
 
 @dataclass(frozen=True)
@@ -272,7 +277,11 @@ def load_config(explicit: str | None = None) -> Config:
         max_radius_deg=api.number("max_radius_deg", 10.0), trust_remote_user=api.boolean("trust_remote_user", False),
         user_header=api.string("user_header"), trusted_proxies=api.strings("trusted_proxies", ("127.0.0.1", "::1")),
         x_sendfile=api.boolean("x_sendfile", False), tar_max_files=api.integer("tar_max_files", 10000, 1),
-        tar_max_bytes=api.integer("tar_max_bytes", 50 * 2**30, 1))
+        tar_max_bytes=api.integer("tar_max_bytes", 50 * 2**30, 1),
+        max_body_bytes=api.integer("max_body_bytes", 2**20, 1024),
+        stream_write_timeout=api.number("stream_write_timeout", 60.0, 1.0),
+        max_streams=api.integer("max_streams", 6, 1), max_streams_per_client=api.integer("max_streams_per_client", 2, 1),
+        db_pool_size=api.integer("db_pool_size", 4, 1))
     api.done()
 
     generic = read_keyword_map(top.section("keywords"), KeywordMap())

@@ -18,67 +18,24 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from apiserver import ApiServer
-from archive_daemon import db, principals
-from archive_daemon.config import load_config
-from archive_daemon.loader import ingest
-from conftest import fresh_database
-from fitsmaker import image
-
-RECENT = dt.date.today() - dt.timedelta(days=20)
-NIGHT = f"{RECENT:%Y-%m/%d}"
-OLD = "2019-05/02"
+from apiserver import NIGHT, OLD, ApiServer, build_archive
 
 
 @pytest.fixture(scope="module")
 def archive(cluster, tmp_path_factory):
-    """Public and proprietary files, users with tokens, and two servers: one trusting the
-    front end's X-Remote-User header from loopback, one trusting nobody."""
+    """The shared test archive, and two servers: one trusting the front end's X-Remote-User
+    header from loopback, one trusting nobody (and handing downloads to Apache)."""
     base = tmp_path_factory.mktemp("api")
-    root = base / "data"
-    obs = f"{RECENT + dt.timedelta(days=1)}T05:00:00"
-    image(root / OLD / "cam" / "public1.fits", {"OBJECT": "NGC 3115", "TELESCOP": "Shane", "INSTRUME": "Kast",
-                                               "DATE-OBS": "2019-05-03T05:00:00", "PROPID": "P1"})
-    image(root / OLD / "cam" / "public2.fits", {"OBJECT": "M31", "RA": "00:42:44.3", "DEC": "41:16:09",
-                                               "DATE-OBS": "2019-05-03T06:00:00"})
-    image(root / NIGHT / "cam" / "mine.fits", {"OBJECT": "SN 2026abc", "PROPID": "P1", "DATE-OBS": obs})
-    image(root / NIGHT / "cam" / "theirs.fits", {"OBJECT": "SN 2026xyz", "PROPID": "P2", "DATE-OBS": obs})
-    image(root / OLD / "cam" / "big.fits", {"OBJECT": "flat field", "DATE-OBS": "2019-05-03T07:00:00"},
-          shape=(2048, 2048))
-    outside = image(base / "outside" / "secret.fits", {"OBJECT": "outside", "DATE-OBS": "2019-05-03T05:00:00"})
-    os.symlink(outside, root / OLD / "cam" / "escape.fits")
-    config_path = base / "config.yaml"
-    settings = {"roots": [{"name": "data", "path": str(root)}],
-                "api": {"user_header": "X-Remote-User", "max_limit": 50, "tar_max_files": 5}}
-    config_path.write_text(yaml.safe_dump(settings))
+    built = build_archive(cluster, base)
     untrusting = base / "untrusting.yaml"
-    untrusting.write_text(yaml.safe_dump({**settings, "api": {"user_header": "X-Remote-User", "x_sendfile": True,
-                                                              "trusted_proxies": ["10.9.9.9"]}}))
-    url, drop = fresh_database(cluster)
-    config = load_config(str(config_path))
-    engine = db.create_engine(url)
-    ingest(engine, config, config.root("data"), [""], workers=1)
-    connection = engine.raw_connection()
-    principals.add_user(connection, "alice")
-    principals.grant(connection, "alice", "P1")
-    principals.add_user(connection, "bob")
-    tokens = {name: principals.create_token(connection, name) for name in ("alice", "bob")}
-    revoked = principals.create_token(connection, "alice")
-    with connection.cursor() as cursor:
-        cursor.execute("UPDATE api_tokens SET revoked_at = now() WHERE token_hash = %s",
-                       (principals.token_hash(revoked),))
-    connection.commit()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT path, id FROM files")
-        ids = dict(cursor.fetchall())
-    connection.close()
-    server = ApiServer(config_path, url, base / "gunicorn.log")
-    other = ApiServer(untrusting, url, base / "gunicorn-untrusting.log")
-    yield {"server": server, "other": other, "ids": ids, "tokens": tokens, "revoked": revoked, "root": root}
+    untrusting.write_text(yaml.safe_dump({**built["settings"], "api": {
+        "user_header": "X-Remote-User", "x_sendfile": True, "trusted_proxies": ["10.9.9.9"]}}))
+    server = ApiServer(built["config_path"], built["url"], base / "gunicorn.log")
+    other = ApiServer(untrusting, built["url"], base / "gunicorn-untrusting.log")
+    yield {**built, "server": server, "other": other}
     server.stop()
     other.stop()
-    engine.dispose()
-    drop()
+    built["close"]()
 
 
 CALLERS = {
