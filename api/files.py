@@ -143,16 +143,16 @@ class Download:
     def _answer(self, req: falcon.Request, resp: falcon.Response, fd: int, full: str, path: str) -> None:
         st = os.fstat(fd)
         etag = f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
-        resp.etag = etag
-        resp.last_modified = dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc)
-        resp.set_header("Content-Disposition", attachment(os.path.basename(path)))
-        resp.accept_ranges = "bytes"
-        resp.content_type = "application/fits" if ".fits" in path or path.endswith((".fit", ".fts")) else \
-            "application/octet-stream"
+        modified = dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc)
+        resp.etag, resp.last_modified = etag, modified
         if _etag_matches(req.get_header("If-None-Match"), etag):
             resp.status = falcon.HTTP_304
             os.close(fd)
             return
+        resp.set_header("Content-Disposition", attachment(os.path.basename(path)))
+        resp.accept_ranges = "bytes"
+        resp.content_type = "application/fits" if ".fits" in path or path.endswith((".fit", ".fts")) else \
+            "application/octet-stream"
         # Headers carry bytes: the path's own bytes, as WSGI spells them (Latin-1). A name
         # with a control character cannot go in a header at all; such a file we send ourselves.
         sendfile_path = os.fsencode(full).decode("latin-1")
@@ -163,13 +163,13 @@ class Download:
         start, length = 0, st.st_size
         wanted = req.get_header("Range")
         if wanted and wanted.strip().lower().startswith("bytes=") and \
-                _still_valid(req.get_header("If-Range"), etag, resp.last_modified):
+                _still_valid(req.get_header("If-Range"), etag, modified):
             start, length = _byte_range(wanted, st.st_size)
             resp.status = falcon.HTTP_206
             resp.content_range = (start, start + length - 1, st.st_size)
         os.lseek(fd, start, os.SEEK_SET)
         # gunicorn hands a file object with a known length to sendfile(2), from its position.
-        resp.set_stream(FileBody(fd, self.streams.acquire(req)), length)
+        resp.set_stream(FileBody(fd, length, self.streams.acquire(req)), length)
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:

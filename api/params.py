@@ -19,7 +19,7 @@ _RADIUS_UNITS = {None: 1.0, "d": 1.0, "deg": 1.0, "m": 1 / 60, "'": 1 / 60, "arc
 # none has a meaning in a parameter, so none gets past the edge.
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # ASCII digits only (str.isdigit() and int() take '²' and '٣'), and no more than a bigint holds.
-_WHOLE = re.compile(r"[+-]?[0-9]{1,18}")
+_WHOLE = re.compile(r"[0-9]{1,18}")
 ID_MAX = 2**63 - 1
 
 
@@ -65,7 +65,7 @@ class Params:
             return default
         number = whole(value)
         if number is None:
-            raise bad(name, f"{value[:40]!r} is not a whole number (ASCII digits, at most 18)")
+            raise bad(name, f"{value[:40]!r} is not a whole number from {low} to {high}")
         if not low <= number <= high:
             raise bad(name, f"must be between {low} and {high} (got {number})")
         return number

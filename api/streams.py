@@ -89,12 +89,18 @@ class Body:
 
 
 class FileBody(io.FileIO):
-    """An open file sent as the body (gunicorn hands it to sendfile(2)); closing it gives
-    its slot back."""
+    """`length` bytes of an open file from its position, sent as the body (gunicorn hands
+    the descriptor to sendfile(2) with that length; a server that reads it instead gets no
+    more); closing it gives its slot back."""
 
-    def __init__(self, fd: int, slot: Slot):
+    def __init__(self, fd: int, length: int, slot: Slot):
         super().__init__(fd, "rb")
-        self._slot = slot
+        self._left, self._slot = length, slot
+
+    def read(self, size: int = -1) -> bytes:
+        data = super().read(self._left if size is None or size < 0 else min(size, self._left))
+        self._left -= len(data)
+        return data
 
     def close(self) -> None:
         try:

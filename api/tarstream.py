@@ -35,7 +35,8 @@ def _body(req: falcon.Request, cap: int) -> bytes:
     length = req.content_length  # falcon answers 400 itself for a Content-Length that is no number
     if length is not None and length > cap:
         raise _too_large(cap)
-    data = req.bounded_stream.read(cap + 1)
+    # Without a length the body comes chunked; gunicorn's input decodes it and ends with it.
+    data = (req.bounded_stream if length is not None else req.stream).read(cap + 1)
     if len(data) > cap:
         raise _too_large(cap)
     return data

@@ -52,7 +52,8 @@ class ApiServer:
                 time.sleep(0.2)
 
     def get(self, path: str, **kwargs) -> requests.Response:
-        return requests.get(self.base + path, timeout=30, **kwargs)
+        kwargs.setdefault("timeout", 30)
+        return requests.get(self.base + path, **kwargs)
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
