@@ -102,7 +102,7 @@ class ApiConfig:
     max_body_bytes: int = 2**20       # request bodies (the tar download's list): 413 above
     stream_write_timeout: float = 60.0  # seconds a client may take to accept one chunk of a download
     max_streams: int = 6              # downloads at once per worker process (keep below its threads)
-    max_streams_per_client: int = 2   # downloads at once per client address, per worker process
+    max_streams_per_client: int = 4   # of those, to one client (user, else address)
     db_pool_size: int = 4             # database connections per worker process
 
 
@@ -280,7 +280,8 @@ def load_config(explicit: str | None = None) -> Config:
         tar_max_bytes=api.integer("tar_max_bytes", 50 * 2**30, 1),
         max_body_bytes=api.integer("max_body_bytes", 2**20, 1024),
         stream_write_timeout=api.number("stream_write_timeout", 60.0, 1.0),
-        max_streams=api.integer("max_streams", 6, 1), max_streams_per_client=api.integer("max_streams_per_client", 2, 1),
+        max_streams=api.integer("max_streams", 6, 1),
+        max_streams_per_client=api.integer("max_streams_per_client", 4, 1),
         db_pool_size=api.integer("db_pool_size", 4, 1))
     api.done()
 

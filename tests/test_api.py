@@ -26,7 +26,7 @@ def archive(cluster, tmp_path_factory):
     """The shared test archive, and two servers: one trusting the front end's X-Remote-User
     header from loopback, one trusting nobody (and handing downloads to Apache)."""
     base = tmp_path_factory.mktemp("api")
-    built = build_archive(cluster, base, api={"stream_write_timeout": 5})
+    built = build_archive(cluster, base, api={"stream_write_timeout": 5, "max_streams_per_client": 2})
     untrusting = base / "untrusting.yaml"
     untrusting.write_text(yaml.safe_dump({**built["settings"], "api": {
         "user_header": "X-Remote-User", "x_sendfile": True, "trusted_proxies": ["10.9.9.9"]}}))

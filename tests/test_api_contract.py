@@ -345,7 +345,8 @@ def test_a_field_named_twice_is_shown_once(archive, fmt):
 def test_links_and_fifos_are_never_served(archive, path):
     file_id = archive["ids"][path]
     response = archive["client"].simulate_get(f"/api/v1/files/{file_id}/download")
-    assert response.status_code == 404 and response.content != (archive["root"] / NIGHT / "cam" / "mine.fits").read_bytes()
+    assert response.status_code == 404
+    assert b"SN 2026abc" not in response.content
     client = client_for(archive["config"], archive["engine"], x_sendfile=True)
     assert client.simulate_get(f"/api/v1/files/{file_id}/download").status_code == 404
     members = tar_members(tar(archive, {"ids": [file_id]}))
