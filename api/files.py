@@ -20,7 +20,7 @@ from archive_daemon.fitsfile import card_fields
 from archive_daemon.visibility import VISIBLE
 
 from .formats import plain
-from .params import Params, control_character, whole
+from .params import Params, unfit_character, whole
 from .streams import FileBody, Streams
 
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.IGNORECASE)
@@ -156,7 +156,7 @@ class Download:
         # Headers carry bytes: the path's own bytes, as WSGI spells them (Latin-1). A name
         # with a control character cannot go in a header at all; such a file we send ourselves.
         sendfile_path = os.fsencode(full).decode("latin-1")
-        if self.config.api.x_sendfile and not control_character(sendfile_path):
+        if self.config.api.x_sendfile and not unfit_character(sendfile_path):
             resp.set_header("X-Sendfile", sendfile_path)
             os.close(fd)
             return

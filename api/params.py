@@ -15,9 +15,10 @@ _SEXAGESIMAL = re.compile(r"^([+-]?)(\d+(?:\.\d*)?)[h:d ]\s*(\d+(?:\.\d*)?)[m: ]
 _RADIUS = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)\s*([sdm\"']|arcsec|arcmin|deg)?$")
 _RADIUS_UNITS = {None: 1.0, "d": 1.0, "deg": 1.0, "m": 1 / 60, "'": 1 / 60, "arcmin": 1 / 60,
                  "s": 1 / 3600, '"': 1 / 3600, "arcsec": 1 / 3600}
-# PostgreSQL refuses NUL in text, XML and HTTP headers refuse the other control characters:
-# none has a meaning in a parameter, so none gets past the edge.
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# PostgreSQL refuses NUL in text, XML and HTTP headers refuse the other control characters,
+# and UTF-8 cannot carry an unpaired surrogate (JSON can: "\ud800"). None has a meaning in
+# a parameter, so none gets past the edge.
+UNFIT = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 # ASCII digits only (str.isdigit() and int() take '²' and '٣'), and no more than a bigint holds.
 _WHOLE = re.compile(r"[0-9]{1,18}")
 ID_MAX = 2**63 - 1
@@ -28,8 +29,9 @@ def whole(text: str) -> int | None:
     return int(text) if _WHOLE.fullmatch(text) else None
 
 
-def control_character(text: str) -> bool:
-    return CONTROL.search(text) is not None
+def unfit_character(text: str) -> bool:
+    """Whether `text` holds a control character or an unpaired surrogate."""
+    return UNFIT.search(text) is not None
 
 
 def bad(name: str, message: str) -> falcon.HTTPBadRequest:
@@ -55,8 +57,8 @@ class Params:
             return default
         if not value.strip():
             raise bad(name, "is empty")
-        if control_character(value):
-            raise bad(name, "contains a control character")
+        if unfit_character(value):
+            raise bad(name, "contains a control character (or an unpaired surrogate)")
         return value.strip()
 
     def integer(self, name: str, default: int | None, low: int, high: int) -> int | None:

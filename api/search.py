@@ -18,7 +18,7 @@ from archive_daemon.store import prefix_clause
 from archive_daemon.visibility import VISIBLE
 
 from .formats import render
-from .params import ID_MAX, Params, bad, control_character
+from .params import ID_MAX, Params, bad, unfit_character
 
 # Public name -> SQL. Grants and headers are never listed here.
 FIELDS = {name: f"f.{name}" for name in (
@@ -54,7 +54,7 @@ def _cursor_position(token: str, sort: str) -> tuple:
         raise bad("cursor", "not a cursor this API gave out")
     made_for, value, last_id = values
     if made_for != sort:
-        shown = made_for if isinstance(made_for, str) and not control_character(made_for) else "another sort"
+        shown = made_for if isinstance(made_for, str) and not unfit_character(made_for) else "another sort"
         raise bad("cursor", f"was given out for sort={shown}, not sort={sort}: start again without a cursor")
     if value is None:
         return None, last_id
@@ -73,7 +73,7 @@ def _typed(kind: str, value):
         if not _is_id(value):
             raise ValueError(value)
         return value
-    if not isinstance(value, str) or control_character(value):
+    if not isinstance(value, str) or unfit_character(value):
         raise ValueError(value)
     if kind == "date":
         return dt.date.fromisoformat(value)

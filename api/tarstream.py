@@ -20,7 +20,7 @@ from archive_daemon.config import Config
 from archive_daemon.visibility import VISIBLE
 
 from .files import open_archived
-from .params import CONTROL, ID_MAX, Params, bad, control_character, whole
+from .params import UNFIT, ID_MAX, Params, bad, unfit_character, whole
 from .streams import Body, Streams
 
 BLOCK = 512
@@ -70,9 +70,9 @@ def _requested(req: falcon.Request, cap: int) -> tuple[list[int], list[str], boo
         ids, names, gzip = values("ids"), values("paths"), form.get("gzip", "false") in ("true", "1")
     if not isinstance(ids, list) or not all(_id(i) is not None for i in ids):
         raise bad("ids", "must be a list of file ids (whole numbers from 1)")
-    if not isinstance(names, list) or not all(isinstance(n, str) and "/" in n and not control_character(n)
+    if not isinstance(names, list) or not all(isinstance(n, str) and "/" in n and not unfit_character(n)
                                               for n in names):
-        raise bad("paths", "must be a list of 'root/path' names (no control characters)")
+        raise bad("paths", "must be a list of 'root/path' names (no control characters or unpaired surrogates)")
     if not isinstance(gzip, bool):
         raise bad("gzip", "must be true or false")
     if not ids and not names:
@@ -88,7 +88,7 @@ def _id(value) -> int | None:
 
 def _shown(name: str) -> str:
     """A name from the body, safe to repeat in an error message."""
-    return repr(name) if control_character(name) else name
+    return repr(name) if unfit_character(name) else name
 
 
 class TarDownload:
@@ -159,7 +159,7 @@ def _tar(config: Config, rows: list[tuple], missing: list[str]):
 
 def _listed(name: str) -> str:
     """A name on one line of the manifest: control characters written as \\xNN."""
-    return CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", name)
+    return UNFIT.sub(lambda m: f"\\x{ord(m.group()):02x}", name)
 
 
 def _gzipped(chunks):

@@ -204,6 +204,17 @@ def test_tar_form_mistakes_are_a_400_naming_the_field(archive, form, name):
     assert_names(tar(archive, body=form, headers={"Content-Type": "application/x-www-form-urlencoded"}), 400, name)
 
 
+@pytest.mark.parametrize("body, name", [('{"paths": ["data/\\ud800.fits"]}', "paths"),
+                                        ('{"ids": [1], "\\udfff": 1}', "'\\udfff'")])
+def test_unpaired_surrogates_in_json_are_a_400(archive, body, name):
+    assert_names(tar(archive, body=body, headers={"Content-Type": "application/json"}), 400, name)
+
+
+def test_an_unpaired_surrogate_in_a_cursor_is_a_400(archive):
+    token = base64.urlsafe_b64encode(b'["path", "\\ud800", 1]').decode()
+    assert_names(search(archive, sort="path", cursor=token), 400, "cursor")
+
+
 def test_deeply_nested_json_is_a_400(archive):
     assert_names(tar(archive, body="[" * 1020 + "]" * 1020,
                      headers={"Content-Type": "application/json"}), 400, "body")
