@@ -54,8 +54,9 @@ def _from_environment() -> falcon.App:
     # A fixed pool per worker process, so that workers x db_pool_size is what the API can
     # ever hold of PostgreSQL's max_connections (docs/api.md); a request finding every
     # connection busy waits a little, then gets a 503.
-    return create_app(config, sa.create_engine(db.driver_url(database_url(config)), pool_size=config.api.db_pool_size,
-                                               max_overflow=0, pool_timeout=10, pool_pre_ping=True))
+    engine = sa.create_engine(db.driver_url(database_url(config)), pool_size=config.api.db_pool_size,
+                              max_overflow=0, pool_timeout=10, pool_pre_ping=True)
+    return create_app(config, engine)
 
 
 def __getattr__(name: str):

@@ -134,21 +134,22 @@ class Download:
         Params(req).done()
         root, path = visible_file(req, file_id, "f.root, f.path")
         fd, full = open_archived(self.config, root, path)
+        streamed = False
         try:
-            self._answer(req, resp, fd, full, path)
-        except BaseException:
-            os.close(fd)
-            raise
+            streamed = self._answer(req, resp, fd, full, path)
+        finally:
+            if not streamed:
+                os.close(fd)
 
-    def _answer(self, req: falcon.Request, resp: falcon.Response, fd: int, full: str, path: str) -> None:
+    def _answer(self, req: falcon.Request, resp: falcon.Response, fd: int, full: str, path: str) -> bool:
+        """Headers, and the body when we send it; True when the body now owns `fd`."""
         st = os.fstat(fd)
         etag = f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
         modified = dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc)
         resp.etag, resp.last_modified = etag, modified
         if _etag_matches(req.get_header("If-None-Match"), etag):
             resp.status = falcon.HTTP_304
-            os.close(fd)
-            return
+            return False
         resp.set_header("Content-Disposition", attachment(os.path.basename(path)))
         resp.accept_ranges = "bytes"
         resp.content_type = "application/fits" if ".fits" in path or path.endswith((".fit", ".fts")) else \
@@ -158,8 +159,7 @@ class Download:
         sendfile_path = os.fsencode(full).decode("latin-1")
         if self.config.api.x_sendfile and not unfit_character(sendfile_path):
             resp.set_header("X-Sendfile", sendfile_path)
-            os.close(fd)
-            return
+            return False
         start, length = 0, st.st_size
         wanted = req.get_header("Range")
         if wanted and wanted.strip().lower().startswith("bytes=") and \
@@ -170,6 +170,7 @@ class Download:
         os.lseek(fd, start, os.SEEK_SET)
         # gunicorn hands a file object with a known length to sendfile(2), from its position.
         resp.set_stream(FileBody(fd, length, self.streams.acquire(req)), length)
+        return True
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:

@@ -169,7 +169,7 @@ class Files:
                 resp.media = {"count": count}
                 return
             where, args = query.where, dict(query.args)
-            if position:
+            if position is not None:
                 where += " AND " + self._after(sort, descending, position, args)
             direction = "DESC" if descending else "ASC"
             columns = ", ".join(FIELDS[f] for f in fields)

@@ -20,7 +20,7 @@ from archive_daemon.config import Config
 from archive_daemon.visibility import VISIBLE
 
 from .files import open_archived
-from .params import UNFIT, ID_MAX, Params, bad, unfit_character, whole
+from .params import ID_MAX, UNFIT, Params, bad, unfit_character, whole
 from .streams import Body, Streams
 
 BLOCK = 512
