@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import json
 import runpy
@@ -10,6 +11,7 @@ import tarfile
 import time
 from pathlib import Path
 
+import psycopg2
 import pytest
 import requests
 from gunicorn.config import Config
@@ -30,7 +32,9 @@ def archive(cluster, tmp_path_factory):
     untrusting = base / "untrusting.yaml"
     untrusting.write_text(yaml.safe_dump({**built["settings"], "api": {
         "user_header": "X-Remote-User", "x_sendfile": True, "trusted_proxies": ["10.9.9.9"]}}))
-    server = ApiServer(built["config_path"], built["url"], base / "gunicorn.log")
+    # Named, so that its connections can be counted in pg_stat_activity.
+    server = ApiServer(built["config_path"], built["url"] + "?application_name=archive-api-test",
+                       base / "gunicorn.log")
     other = ApiServer(untrusting, built["url"], base / "gunicorn-untrusting.log")
     yield {**built, "server": server, "other": other}
     server.stop()
@@ -212,6 +216,21 @@ def test_health(archive):
     health = archive["server"].get("/api/v1/health")
     assert health.status_code == 200
     assert health.json()["database"] == "ok" and health.json()["schema"] == "current"
+
+
+def test_the_api_holds_no_more_database_connections_than_its_pools(archive):
+    """Two workers, eight threads each, api.db_pool_size 4: however many requests arrive at
+    once, at most eight connections, so that the documented worker count fits PostgreSQL's
+    max_connections."""
+    server = archive["server"]
+    with concurrent.futures.ThreadPoolExecutor(48) as pool:
+        codes = list(pool.map(lambda _: server.get("/api/v1/files", params={"limit": 50}).status_code, range(400)))
+    assert set(codes) == {200}
+    connection = psycopg2.connect(archive["url"])
+    with connection, connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'archive-api-test'")
+        assert 1 <= cursor.fetchone()[0] <= 2 * 4
+    connection.close()
 
 
 def test_a_slow_client_downloading_is_not_cut_off(archive):
