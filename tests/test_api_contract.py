@@ -450,8 +450,20 @@ def test_downloads_at_once_are_capped_per_client_and_per_worker(archive):
     assert again[0].startswith("200")
     for started in (second, other, again):
         started[1].close()
-    assert _start(app, "/api/v1/download", tar_body, headers=json_headers, address="10.0.0.3")[0] \
-        .startswith("200")
+    last = _start(app, "/api/v1/download", tar_body, headers=json_headers, address="10.0.0.3")
+    assert last[0].startswith("200")
+    last[1].close()
+
+
+def test_a_signed_in_user_is_one_client_wherever_they_connect_from(archive):
+    app = create_app(archive["config"], archive["engine"])
+    single = f"/api/v1/files/{archive['ids'][f'{OLD}/cam/public1.fits']}/download"
+    started = [_start(app, single, address=address, headers=member(archive)) for address in ("10.0.1.1", "10.0.1.2")]
+    assert all(status.startswith("200") for status, _ in started)
+    third, _ = _start(app, single, address="10.0.1.3", headers=member(archive))
+    assert third.startswith("429")
+    for _, body in started:
+        body.close()
 
 
 # -- header as JSON ----------------------------------------------------------------------
