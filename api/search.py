@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 import urllib.parse
 
 import falcon
@@ -32,6 +33,8 @@ EXACT = {"instrument": "lower(f.instrument)", "telescope": "lower(f.telescope)",
          "filter": "lower(f.filter)", "program": "f.program", "root": "f.root"}
 
 
+# A host name or address, and a port (RFC 3986 reg-name, IP literal).
+_NETLOC = re.compile(r"(?:[A-Za-z0-9._~%!$&'()*+,;=-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 # What a cursor's sort value must be, by sort key (the rest sort text).
 _SORT_TYPES = {"id": "integer", "obs_start": "time", "public_date": "time", "night": "date"}
 
@@ -215,6 +218,10 @@ class Files:
                 f" OR {column} IS NULL)")
 
     def _url(self, req: falcon.Request, token: str) -> str:
+        # The next link goes in a Link header as <URL>: a Host that is no host name (a '>',
+        # a quote) would break out of it.
+        if not _NETLOC.fullmatch(req.netloc):
+            raise falcon.HTTPBadRequest(title="Invalid header 'Host'", description="Host: not a host name and port")
         query = {k: v for k, v in req.params.items() if k != "cursor"}
         query["cursor"] = token
         return f"{req.prefix}{req.path}?{urllib.parse.urlencode(query)}"

@@ -398,6 +398,19 @@ def test_csv_and_votable_carry_the_whole_count(archive, fmt):
     assert re.search(r'; rel="?next', response.headers["Link"])
 
 
+@pytest.mark.parametrize("host", ['a>b"c', "a b", "[::1"])
+def test_a_host_that_would_break_the_next_link_is_a_400(archive, host):
+    response = archive["client"].simulate_get("/api/v1/files", params={"limit": "1", "format": "csv"},
+                                              headers={"Host": host})
+    assert_names(response, 400, "Host")
+
+
+@pytest.mark.parametrize("host", ["archive.example.org", "archive.example.org:8443", "[::1]:8000", "127.0.0.1"])
+def test_the_next_link_is_built_from_the_host(archive, host):
+    response = archive["client"].simulate_get("/api/v1/files", params={"limit": "1"}, headers={"Host": host})
+    assert response.json["next"].startswith(f"http://{host}/api/v1/files?")
+
+
 def test_json_carries_its_count_in_the_body(archive):
     response = search(archive, limit="1")
     assert "X-Total-Count" not in response.headers and response.json["count"] > 1
