@@ -17,6 +17,7 @@ import xml.etree.ElementTree as ElementTree
 
 import falcon
 import falcon.testing
+import psycopg2
 import pytest
 import schemathesis
 from astropy.io import fits
@@ -522,6 +523,17 @@ def test_health_reports_a_schema_behind_the_code(archive):
         with archive["engine"].begin() as connection:
             connection.exec_driver_sql("UPDATE alembic_version SET version_num = %s", (db.head_revision(),))
     assert response.status_code == 503 and "revision older" in response.json["schema"]
+
+
+def test_connections_go_back_to_the_pool_outside_any_transaction(archive):
+    for params in ({}, {"limit": "1"}, {"limit": "x"}):
+        search(archive, **params)
+    connection = psycopg2.connect(archive["url"])
+    with connection, connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()")
+        assert cursor.fetchone()[0] == 0
+    connection.close()
 
 
 def test_no_generated_request_makes_the_api_fail(archive):
