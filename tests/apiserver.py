@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -82,7 +83,8 @@ def build_archive(cluster: str, base: Path, api: dict | None = None, extra=None)
     image(root / OLD / "cam" / "big.fits", {"OBJECT": "flat field", "DATE-OBS": "2019-05-03T07:00:00"},
           shape=(2048, 2048))
     outside = image(base / "outside" / "secret.fits", {"OBJECT": "outside", "DATE-OBS": "2019-05-03T05:00:00"})
-    os.symlink(outside, root / OLD / "cam" / "escape.fits")
+    escape = root / OLD / "cam" / "escape.fits"
+    shutil.copy(outside, escape)  # archived as a file, then made a link out of the root
     if extra:
         extra(root)
     config_path = base / "config.yaml"
@@ -93,6 +95,8 @@ def build_archive(cluster: str, base: Path, api: dict | None = None, extra=None)
     config = load_config(str(config_path))
     engine = db.create_engine(url)
     ingest(engine, config, config.root("data"), [""], workers=1)
+    escape.unlink()
+    os.symlink(outside, escape)
     connection = engine.raw_connection()
     principals.add_user(connection, "alice")
     principals.grant(connection, "alice", "P1")
