@@ -206,7 +206,7 @@ def test_unknown_ids_and_path_tricks_are_404(archive, path):
 
 def test_a_symlink_leading_out_of_the_root_is_never_served(archive):
     server = archive["server"]
-    file_id = archive["ids"][f"{OLD}/cam/escape.fits"]  # archived through the link: its header was read
+    file_id = archive["ids"][f"{OLD}/cam/escape.fits"]  # archived while it was a file
     assert server.get(f"/api/v1/files/{file_id}/download").status_code == 404
     tar = requests.post(server.base + "/api/v1/download", json={"ids": [file_id]}, timeout=30)
     assert "NOT AVAILABLE data/2019-05/02/cam/escape.fits" in _tar(tar)["MANIFEST.txt"].decode()
