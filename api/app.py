@@ -2,7 +2,8 @@
 
 `create_app(config, engine)` builds it from its dependencies, so that tests build one on
 their own database; `application` is the one gunicorn serves, configured the usual way
-(--config-less: $ARCHIVE_CONFIG, else /etc/archive-daemon/config.yaml; $ARCHIVE_DATABASE_URL).
+(--config-less: $ARCHIVE_CONFIG, else /etc/archive-daemon/config.yaml; $ARCHIVE_DATABASE_URL),
+built when gunicorn first asks for it (so importing this module needs no database).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .health import Health
 from .openapi import OpenApi
 from .proxy import FrontEnd
 from .search import Files
+from .streams import Streams
 from .tarstream import TarDownload
 
 
@@ -31,12 +33,14 @@ def create_app(config: Config, engine: sa.Engine) -> falcon.App:
     app.add_route("/api/v1/files", Files(config.api))
     app.add_route("/api/v1/files/{file_id}", File())
     app.add_route("/api/v1/files/{file_id}/header", Header())
-    app.add_route("/api/v1/files/{file_id}/download", Download(config))
-    app.add_route("/api/v1/download", TarDownload(config))
-    app.add_route("/api/v1/health", Health(engine))
+    streams = Streams(config.api)
+    app.add_route("/api/v1/files/{file_id}/download", Download(config, streams))
+    app.add_route("/api/v1/download", TarDownload(config, streams))
+    app.add_route("/api/v1/health", Health())
     app.add_route("/api/v1/openapi.json", OpenApi(config.api))
     app.add_error_handler(psycopg2.OperationalError, _database_unavailable)
     app.add_error_handler(sa.exc.OperationalError, _database_unavailable)
+    app.add_error_handler(sa.exc.TimeoutError, _database_unavailable)  # every pooled connection busy
     return app
 
 
@@ -48,8 +52,17 @@ def _database_unavailable(req, resp, exc, params):
 def _from_environment() -> falcon.App:
     from archive_daemon.cli import database_url
     config = load_config()
-    return create_app(config, sa.create_engine(db.driver_url(database_url(config)), pool_size=16,
-                                               max_overflow=16, pool_pre_ping=True))
+    # A fixed pool per worker process, so that workers x db_pool_size is what the API can
+    # ever hold of PostgreSQL's max_connections (docs/api.md); a request finding every
+    # connection busy waits a little, then gets a 503.
+    engine = sa.create_engine(db.driver_url(database_url(config)), pool_size=config.api.db_pool_size,
+                              max_overflow=0, pool_timeout=10, pool_pre_ping=True)
+    return create_app(config, engine)
 
 
-application = _from_environment()
+def __getattr__(name: str):
+    if name == "application":
+        global application
+        application = _from_environment()
+        return application
+    raise AttributeError(name)

@@ -17,6 +17,7 @@ class Connection:
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource, req_succeeded: bool) -> None:
         connection = getattr(req.context, "connection", None)
         if connection is not None:
-            connection.rollback()
-            connection.close()  # back to the pool
+            # Back to the pool, which rolls back on return; a connection lost mid-request is
+            # discarded there rather than raising here, after a download body was handed over.
             req.context.connection = None
+            connection.close()

@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 
 import falcon
 
 CSV = "text/csv"
 VOTABLE = "application/x-votable+xml"
 BY_NAME = {"json": falcon.MEDIA_JSON, "csv": CSV, "votable": VOTABLE}
+# Characters XML 1.0 cannot hold at all, not even escaped (a header may carry any of them).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def plain(value):
@@ -49,7 +52,7 @@ def _votable(fields: list[str], records: list[dict]) -> bytes:
     from astropy.table import MaskedColumn, Table
     columns = []
     for name in fields:
-        values = [plain(r[name]) for r in records]
+        values = [_xml_text(plain(r[name])) for r in records]
         sample = next((v for v in values if v is not None), "")
         fill = "" if isinstance(sample, str) else 0
         columns.append(MaskedColumn([fill if v is None else v for v in values], name=name,
@@ -59,3 +62,8 @@ def _votable(fields: list[str], records: list[dict]) -> bytes:
     out = io.BytesIO()
     from_table(table).to_xml(out)
     return out.getvalue()
+
+
+def _xml_text(value):
+    """A string as a VOTable can carry it: U+FFFD for each character XML forbids."""
+    return _NOT_XML.sub("\ufffd", value) if isinstance(value, str) else value

@@ -7,6 +7,7 @@ import falcon
 
 from archive_daemon.config import ApiConfig
 
+from .params import ID_MAX
 from .search import EXACT, FIELDS, SORTS
 
 
@@ -21,11 +22,13 @@ def _error(description: str) -> dict:
 
 
 def document(settings: ApiConfig) -> dict:
-    file_id = _param("file_id", "the file's id", {"type": "integer", "minimum": 1}, "path", True)
+    file_id = _param("file_id", "the file's id", {"type": "integer", "minimum": 1, "maximum": ID_MAX}, "path", True)
     errors = {"400": _error("a parameter is wrong; the description names it"),
               "401": _error("the bearer token is unknown or revoked"),
               "404": _error("no such file, or not one the caller may read"),
               "503": _error("the database is unavailable")}
+    busy = {"429": _error(f"the caller already has {settings.max_streams_per_client} downloads running"),
+            "503": _error("the database is unavailable, or the server is sending all the downloads it can")}
     search_params = [
         _param("ra", "cone centre: degrees, or sexagesimal hours (23h19m58.4s, 23:19:58.4, 23 19 58.4)"),
         _param("dec", "cone centre: degrees, or sexagesimal degrees (-05d09m56.171s, -05:09:56.171)"),
@@ -47,6 +50,13 @@ def document(settings: ApiConfig) -> dict:
         _param("count", "only count", {"type": "boolean"}),
         _param("format", "else the Accept header decides", {"type": "string", "enum": ["json", "csv", "votable"]}),
     ]
+    tar_request = {
+        "type": "object", "additionalProperties": False, "properties": {
+            "ids": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": ID_MAX},
+                    "maxItems": settings.tar_max_files},
+            "paths": {"type": "array", "items": {"type": "string", "description": "root/path"},
+                      "maxItems": settings.tar_max_files},
+            "gzip": {"type": "boolean"}}}
     return {
         "openapi": "3.0.3",
         "info": {"title": "Observatory archive API", "version": "1",
@@ -81,18 +91,23 @@ def document(settings: ApiConfig) -> dict:
                 "responses": {"200": {"description": "the header", "content": {"text/plain": {}, "application/json": {}}},
                               **errors}}},
             "/api/v1/files/{file_id}/download": {"get": {
-                "summary": "The file itself (Range, ETag, If-None-Match supported)", "parameters": [file_id],
+                "summary": "The file itself (Range, ETag, If-None-Match supported)", "parameters": [
+                    file_id,
+                    _param("Range", "one byte range: bytes=first-last, bytes=first- or bytes=-length", where="header"),
+                    _param("If-Range", "send the range only if the file still has this ETag or Last-Modified date",
+                           where="header"),
+                    _param("If-None-Match", "ETags (or *): 304 when the file still has one of them", where="header")],
                 "responses": {"200": {"description": "the file"}, "206": {"description": "the range asked for"},
                               "304": {"description": "unchanged since the ETag given"},
-                              "416": {"description": "a range outside the file"}, **errors}}},
+                              "416": _error("a range outside the file, or not one range; the description says which"),
+                              **errors, **busy}}},
             "/api/v1/download": {"post": {
                 "summary": "Many files as one tar stream (gzip optional); MANIFEST.txt lists what was not sent",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "additionalProperties": False, "properties": {
-                        "ids": {"type": "array", "items": {"type": "integer"}, "maxItems": settings.tar_max_files},
-                        "paths": {"type": "array", "items": {"type": "string"}},
-                        "gzip": {"type": "boolean"}}}}}},
-                "responses": {"200": {"description": "a tar (or tar.gz) stream"}, **errors}}},
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": tar_request},
+                    "application/x-www-form-urlencoded": {"schema": tar_request}}},
+                "responses": {"200": {"description": "a tar (or tar.gz) stream"},
+                              "413": _error(f"the body is over {settings.max_body_bytes} bytes"), **errors, **busy}}},
             "/api/v1/health": {"get": {
                 "summary": "Database reachable, schema current, daemon heartbeat age", "security": [{}],
                 "responses": {"200": {"description": "healthy", "content": {"application/json": {}}},

@@ -15,6 +15,23 @@ _SEXAGESIMAL = re.compile(r"^([+-]?)(\d+(?:\.\d*)?)[h:d ]\s*(\d+(?:\.\d*)?)[m: ]
 _RADIUS = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)\s*([sdm\"']|arcsec|arcmin|deg)?$")
 _RADIUS_UNITS = {None: 1.0, "d": 1.0, "deg": 1.0, "m": 1 / 60, "'": 1 / 60, "arcmin": 1 / 60,
                  "s": 1 / 3600, '"': 1 / 3600, "arcsec": 1 / 3600}
+# PostgreSQL refuses NUL in text, XML and HTTP headers refuse the other control characters,
+# and UTF-8 cannot carry an unpaired surrogate (JSON can: "\ud800"). None has a meaning in
+# a parameter, so none gets past the edge.
+UNFIT = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+# ASCII digits only (str.isdigit() and int() take '²' and '٣'), and no more than a bigint holds.
+_WHOLE = re.compile(r"[0-9]{1,18}")
+ID_MAX = 2**63 - 1
+
+
+def whole(text: str) -> int | None:
+    """A whole number written in ASCII digits that fits PostgreSQL's bigint; else None."""
+    return int(text) if _WHOLE.fullmatch(text) else None
+
+
+def unfit_character(text: str) -> bool:
+    """Whether `text` holds a control character or an unpaired surrogate."""
+    return UNFIT.search(text) is not None
 
 
 def bad(name: str, message: str) -> falcon.HTTPBadRequest:
@@ -40,16 +57,17 @@ class Params:
             return default
         if not value.strip():
             raise bad(name, "is empty")
+        if unfit_character(value):
+            raise bad(name, "contains a control character (or an unpaired surrogate)")
         return value.strip()
 
     def integer(self, name: str, default: int | None, low: int, high: int) -> int | None:
         value = self.text(name)
         if value is None:
             return default
-        try:
-            number = int(value)
-        except ValueError:
-            raise bad(name, f"{value!r} is not a whole number") from None
+        number = whole(value)
+        if number is None:
+            raise bad(name, f"{value[:40]!r} is not a whole number from {low} to {high}")
         if not low <= number <= high:
             raise bad(name, f"must be between {low} and {high} (got {number})")
         return number
@@ -123,7 +141,13 @@ class Params:
             when = dt.datetime.fromisoformat(text)
         except ValueError:
             raise bad(name, f"{value!r} is not an ISO 8601 time (2024-03-05T06:07:08+00:00)") from None
-        return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+        if when.tzinfo is None:
+            return when.replace(tzinfo=dt.timezone.utc)
+        # Python takes offsets up to ±23:59, PostgreSQL only to ±15:59: hand it UTC.
+        try:
+            return when.astimezone(dt.timezone.utc)
+        except OverflowError:
+            raise bad(name, f"{value!r} is out of range once in UTC") from None
 
     def date(self, name: str) -> dt.date | None:
         value = self.text(name)

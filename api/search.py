@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 import urllib.parse
 
 import falcon
@@ -18,7 +19,7 @@ from archive_daemon.store import prefix_clause
 from archive_daemon.visibility import VISIBLE
 
 from .formats import render
-from .params import Params, bad
+from .params import ID_MAX, Params, bad, unfit_character
 
 # Public name -> SQL. Grants and headers are never listed here.
 FIELDS = {name: f"f.{name}" for name in (
@@ -32,18 +33,59 @@ EXACT = {"instrument": "lower(f.instrument)", "telescope": "lower(f.telescope)",
          "filter": "lower(f.filter)", "program": "f.program", "root": "f.root"}
 
 
-def _cursor_token(values: list) -> str:
-    return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode().rstrip("=")
+# A host name or address, and a port (RFC 3986 reg-name, IP literal).
+_NETLOC = re.compile(r"(?:[A-Za-z0-9._~%!$&'()*+,;=-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+# What a cursor's sort value must be, by sort key (the rest sort text).
+_SORT_TYPES = {"id": "integer", "obs_start": "time", "public_date": "time", "night": "date"}
 
 
-def _cursor_values(token: str) -> list:
+def _cursor_token(sort: str, value, last_id: int) -> str:
+    """The sort the page was read in travels with the position, so that a cursor is only
+    ever read back under the sort that made it."""
+    if isinstance(value, (dt.date, dt.datetime)):
+        value = value.isoformat()
+    return base64.urlsafe_b64encode(json.dumps([sort, value, last_id]).encode()).decode().rstrip("=")
+
+
+def _cursor_position(token: str, sort: str) -> tuple:
+    """(sort value, id) from a cursor made under `sort`, typed for the database; else 400."""
     try:
         values = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # binascii.Error and UnicodeDecodeError are ValueErrors
         raise bad("cursor", "not a cursor this API gave out") from None
-    if not isinstance(values, list) or len(values) != 2 or not isinstance(values[1], int):
+    if not isinstance(values, list) or len(values) != 3 or not _is_id(values[2]):
         raise bad("cursor", "not a cursor this API gave out")
-    return values
+    made_for, value, last_id = values
+    if made_for != sort:
+        shown = made_for if isinstance(made_for, str) and not unfit_character(made_for) else "another sort"
+        raise bad("cursor", f"was given out for sort={shown}, not sort={sort}: start again without a cursor")
+    if value is None:
+        return None, last_id
+    try:
+        return _typed(_SORT_TYPES.get(sort.lstrip("-"), "text"), value), last_id
+    except (TypeError, ValueError, OverflowError):
+        raise bad("cursor", "not a cursor this API gave out") from None
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= ID_MAX
+
+
+def _typed(kind: str, value):
+    if kind == "integer":
+        if not _is_id(value):
+            raise ValueError(value)
+        return value
+    if not isinstance(value, str) or unfit_character(value):
+        raise ValueError(value)
+    if kind == "date":
+        return dt.date.fromisoformat(value)
+    if kind == "time":
+        when = dt.datetime.fromisoformat(value)
+        if when.tzinfo is None:
+            raise ValueError(value)
+        return when.astimezone(dt.timezone.utc)
+    return value
 
 
 class Query:
@@ -116,10 +158,12 @@ class Files:
         count_only = params.boolean("count")
         fields = self._fields(params)
         descending, sort = self._sort(params)
+        sort_text = ("-" if descending else "") + sort
         limit = params.integer("limit", self.settings.default_limit, 1, self.settings.max_limit)
         cursor = params.text("cursor")
         fmt = params.choice("format", None, ("json", "csv", "votable"))
         params.done()
+        position = _cursor_position(cursor, sort_text) if cursor else None
         connection = req.context.connection
         with connection.cursor() as db:
             db.execute(f"SELECT count(*) FROM files f WHERE {query.where}", query.args)
@@ -128,8 +172,8 @@ class Files:
                 resp.media = {"count": count}
                 return
             where, args = query.where, dict(query.args)
-            if cursor:
-                where += " AND " + self._after(sort, descending, _cursor_values(cursor), args)
+            if position is not None:
+                where += " AND " + self._after(sort, descending, position, args)
             direction = "DESC" if descending else "ASC"
             columns = ", ".join(FIELDS[f] for f in fields)
             db.execute(f"""SELECT {columns}, {SORTS[sort]}, f.id FROM files f WHERE {where}
@@ -140,9 +184,7 @@ class Files:
         rows = rows[:limit]
         following = None
         if more:
-            last = rows[-1]
-            values = [last[-2].isoformat() if isinstance(last[-2], (dt.date, dt.datetime)) else last[-2], last[-1]]
-            following = self._url(req, _cursor_token(values))
+            following = self._url(req, _cursor_token(sort_text, rows[-1][-2], rows[-1][-1]))
         records = [dict(zip(fields, row[:len(fields)])) for row in rows]
         render(req, resp, fmt, fields, records, {"count": count, "next": following})
 
@@ -154,18 +196,20 @@ class Files:
         unknown = [f for f in fields if f not in FIELDS]
         if unknown or not fields:
             raise bad("fields", f"unknown field {unknown[0]!r} (known: {', '.join(FIELDS)})" if unknown else "is empty")
+        # A field named twice is shown once (a VOTable cannot hold two columns of one name).
+        fields = list(dict.fromkeys(fields))
         return fields if "id" in fields else ["id", *fields]
 
     def _sort(self, params: Params) -> tuple[bool, str]:
         text = params.text("sort", "obs_start")
         descending = text.startswith("-")
-        name = text.lstrip("-")
+        name = text[1:] if descending else text
         if name not in SORTS:
             raise bad("sort", f"cannot sort by {name!r} (one of {', '.join(SORTS)}, '-' first for descending)")
         return descending, name
 
-    def _after(self, sort: str, descending: bool, values: list, args: dict) -> str:
-        column, (value, last_id) = SORTS[sort], values
+    def _after(self, sort: str, descending: bool, position: tuple, args: dict) -> str:
+        column, (value, last_id) = SORTS[sort], position
         args.update(after_value=value, after_id=last_id)
         beyond = "<" if descending else ">"
         if value is None:  # the NULLs come last: only the rest of them
@@ -174,6 +218,10 @@ class Files:
                 f" OR {column} IS NULL)")
 
     def _url(self, req: falcon.Request, token: str) -> str:
+        # The next link goes in a Link header as <URL>: a Host that is no host name (a '>',
+        # a quote) would break out of it.
+        if not _NETLOC.fullmatch(req.netloc):
+            raise falcon.HTTPBadRequest(title="Invalid header 'Host'", description="Host: not a host name and port")
         query = {k: v for k, v in req.params.items() if k != "cursor"}
         query["cursor"] = token
         return f"{req.prefix}{req.path}?{urllib.parse.urlencode(query)}"

@@ -100,6 +100,11 @@ class ApiConfig:
     x_sendfile: bool = False          # let Apache's mod_xsendfile send downloads
     tar_max_files: int = 10000
     tar_max_bytes: int = 50 * 2**30
+    max_body_bytes: int = 2**20       # request bodies (the tar download's list): 413 above
+    stream_write_timeout: float = 60.0  # seconds a client may take to accept one chunk of a download
+    max_streams: int = 6              # downloads at once per worker process (keep below its threads)
+    max_streams_per_client: int = 4   # of those, to one client (user, else address)
+    db_pool_size: int = 4             # database connections per worker process
 
 
 @dataclass(frozen=True)
@@ -274,7 +279,12 @@ def _read_api(api: Section, base_dir: Path) -> ApiConfig:
         max_limit=api.integer("max_limit", 1000, 1), default_limit=api.integer("default_limit", 100, 1),
         max_radius_deg=api.number("max_radius_deg", 10.0), user_header=user_header, front_end_secret=secret,
         x_sendfile=api.boolean("x_sendfile", False), tar_max_files=api.integer("tar_max_files", 10000, 1),
-        tar_max_bytes=api.integer("tar_max_bytes", 50 * 2**30, 1))
+        tar_max_bytes=api.integer("tar_max_bytes", 50 * 2**30, 1),
+        max_body_bytes=api.integer("max_body_bytes", 2**20, 1024),
+        stream_write_timeout=api.number("stream_write_timeout", 60.0, 1.0),
+        max_streams=api.integer("max_streams", 6, 1),
+        max_streams_per_client=api.integer("max_streams_per_client", 4, 1),
+        db_pool_size=api.integer("db_pool_size", 4, 1))
     api.done()
     return config
 

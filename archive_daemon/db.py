@@ -6,6 +6,7 @@ SQLAlchemy 2.1 would otherwise pick psycopg 3 for that scheme.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -57,12 +58,28 @@ def check_schema(engine: sa.Engine) -> None:
     try:
         with engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
-            head = ScriptDirectory.from_config(_alembic(connection)).get_current_head()
     except sa.exc.OperationalError as exc:
         raise DatabaseError(f"cannot connect to the database: {first_line(exc)}") from None
-    if current != head:
-        raise DatabaseError(f"the database schema is at revision {current or 'none'}, this version "
-                            f"needs {head}: run `archive-daemon db upgrade`")
+    problem = schema_problem(current)
+    if problem:
+        raise DatabaseError(problem)
+
+
+def schema_problem(current: str | None) -> str | None:
+    """What is wrong with a schema at revision `current`, or None when it is the head."""
+    head = head_revision()
+    if current == head:
+        return None
+    return (f"the database schema is at revision {current or 'none'}, this version "
+            f"needs {head}: run `archive-daemon db upgrade`")
+
+
+@functools.cache
+def head_revision() -> str:
+    """The revision this code's migrations lead to, read from disk once per process."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(config).get_current_head()
 
 
 def check_schema_at(url: str) -> None:

@@ -26,7 +26,7 @@ _KEYWORD = re.compile(rb"[A-Z0-9_-]{1,8} *(= |$)")
 # The value forms nearly every card uses (columns 11-80): a quoted string, T/F, an integer,
 # a real. Anything else (complex values, odd spacing) goes to astropy's full parser.
 _COMMENTARY = ("COMMENT ", "HISTORY ", "        ")  # text cards even when column 9 holds '='
-_VALUE = re.compile(r" *(?:'((?:[^']|'')*)'|([TF])|([+-]?\d+)|([+-]?(?:\d+\.?\d*|\.\d+)(?:[EeDd][+-]?\d+)?)) *(?:/.*)?$")
+_VALUE = re.compile(r" *(?:'((?:[^']|'')*)'|([TF])|([+-]?\d+)|([+-]?(?:\d+\.?\d*|\.\d+)(?:[EeDd][+-]?\d+)?)) *(?:/ *(.*?) *)?$")
 _MAGIC = {
     b"\xff\xd8\xff": "a JPEG image",
     b"\x89PNG": "a PNG image",
@@ -77,21 +77,41 @@ class Cards:
             return None
         match = _VALUE.match(self.text, at + 10, at + CARD)
         if match:
-            text, logical, integer, real = match.groups()
-            if text is not None:
-                return text.replace("''", "'").rstrip()
-            if logical is not None:
-                return logical == "T"
-            if integer is not None:
-                return int(integer)
-            if real is not None:
-                return float(real.replace("D", "E").replace("d", "e"))
-            return None  # no value: undefined
+            return _value(match)
         try:
             value = fits.Card.fromstring(self.text[at:at + CARD]).value
         except Exception:  # astropy raises assorted errors for cards it cannot parse
             return None
         return None if isinstance(value, fits.card.Undefined) else value
+
+
+def _value(match: re.Match):
+    text, logical, integer, real, _ = match.groups()
+    if text is not None:
+        return text.replace("''", "'").rstrip()
+    if logical is not None:
+        return logical == "T"
+    if integer is not None:
+        return int(integer)
+    return float(real.replace("D", "E").replace("d", "e"))
+
+
+def card_fields(image: str) -> tuple[str, object, str | None]:
+    """One card's keyword, value and comment: the usual forms by the fast path Cards uses,
+    the rest (HIERARCH, CONTINUE, complex values) by astropy. ValueError for a corrupt card."""
+    keyword = image[:8].rstrip()
+    if image[:8] in _COMMENTARY:
+        return keyword, image[8:].rstrip(), None
+    if image[8:10] == "= " and keyword != "HIERARCH":
+        match = _VALUE.match(image, 10)
+        if match:
+            return keyword, _value(match), match.group(5) or None
+    try:
+        card = fits.Card.fromstring(image)
+        value = card.value
+        return card.keyword, None if isinstance(value, fits.card.Undefined) else value, card.comment or None
+    except Exception as exc:  # astropy raises assorted errors for cards it cannot parse
+        raise ValueError(f"cannot read the card {image!r}") from exc
 
 
 @dataclass
