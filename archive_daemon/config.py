@@ -64,6 +64,7 @@ class AccessConfig:
     calibration_types: tuple[str, ...] = ("bias", "dark", "flat", "arc", "focus")
     calibrations: str = "share"                 # share with the night's programs, or public
     unknown_owner: str = "proprietary"          # or public
+    rule_file_max_bytes: int = 1 << 20          # override and schedule files larger than this are refused
 
     def setting(self, table: str, name: str | None) -> Period:
         lowered = (name or "").lower()
@@ -226,6 +227,7 @@ def _read_access(section: Section) -> AccessConfig:
             "calibration_types", AccessConfig.calibration_types)),
         calibrations=section.choice("calibrations", "share", ("share", "public")),
         unknown_owner=section.choice("unknown_owner", "proprietary", ("proprietary", "public")),
+        rule_file_max_bytes=section.integer("rule_file_max_bytes", 1 << 20, 1),
     )
     section.done()
     return config

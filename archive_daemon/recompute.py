@@ -8,10 +8,12 @@ decision changed are written back, a few thousand per statement.
 from __future__ import annotations
 
 import io
+import os
 from typing import Callable, Iterable
 
 from .access import Facts, Rules
 from .config import Config
+from . import rulesources
 from .store import array_literal, copy_line, prefix_clause, rule_text
 
 CHUNK = 5000
@@ -19,8 +21,15 @@ CHUNK = 5000
 FACT_COLUMNS = "telescope, instrument, header_frame_type, program, obs_start, mtime"
 
 
-def _where(root: str | None, night, prefix: str | None, ids: Iterable[int] | None) -> tuple[str, dict]:
+def _where(root: str | None, night, prefix: str | None, ids: Iterable[int] | None,
+           directory: str | None = None) -> tuple[str, dict]:
     clauses, params = ["true"], {}
+    if directory is not None:  # the files directly in it: an index range, then no further '/'
+        clause, prefix_params = prefix_clause(directory) if directory else ("true", {})
+        clauses.append(clause)
+        params.update(prefix_params)
+        clauses.append("strpos(substr(path, %(start)s), '/') = 0")
+        params["start"] = len(directory) + 2 if directory else 1
     if root is not None:
         clauses.append("root = %(root)s")
         params["root"] = root
@@ -38,14 +47,16 @@ def _where(root: str | None, night, prefix: str | None, ids: Iterable[int] | Non
 
 
 def recompute(connection, config: Config, rules: Rules, root: str | None = None, night=None,
-              prefix: str | None = None, ids: Iterable[int] | None = None,
+              prefix: str | None = None, ids: Iterable[int] | None = None, directory: str | None = None,
               on_progress: Callable[[], None] = lambda: None) -> tuple[int, int]:
     """Decide again for the selected files; returns (files looked at, files changed).
 
+    `directory` selects the files directly in one directory (of `root`). A file whose
+    directory is missing (a mount away) keeps its decision: nothing can be read about it.
     `on_progress` is called every few thousand files (the daemon pings its watchdog there).
     """
     roots = {r.name: str(r.path) for r in config.roots}
-    where, params = _where(root, night, prefix, ids)
+    where, params = _where(root, night, prefix, ids, directory)
     seen = changed = 0
     pending: list[str] = []
     with connection.cursor(name="recompute") as reading, connection.cursor() as writing:
@@ -66,6 +77,8 @@ def recompute(connection, config: Config, rules: Rules, root: str | None = None,
                 continue  # a root no longer configured: its rows keep their last decision
             decision = rules.decide(roots[file_root], Facts(path, telescope, instrument, header_type, program,
                                                             obs_start, mtime))
+            if decision.directory_missing:
+                continue
             new = (decision.public_date, list(decision.grants), decision.frame_type, rule_text(decision))
             if new != (public_date, sorted(grants), frame_type, rule):
                 changed += 1
@@ -76,6 +89,18 @@ def recompute(connection, config: Config, rules: Rules, root: str | None = None,
         _write(writing, pending)
     connection.commit()
     return seen, changed
+
+
+def decide_directory(connection, config: Config, rules: Rules, root: str, directory: str,
+                     on_progress: Callable[[], None] = lambda: None) -> tuple[int, int, str | None]:
+    """Decide again for the files of a directory whose rule source changed, and record what
+    they were decided from; returns (files looked at, changed, the rule source's error)."""
+    root_path = str(config.root(root).path)
+    overrides = rules.overrides.get(os.path.join(root_path, directory))
+    seen, changed = recompute(connection, config, rules, root=root, directory=directory, on_progress=on_progress)
+    rulesources.record(connection, root, root_path, directory, overrides)
+    connection.commit()
+    return seen, changed, overrides.error
 
 
 def _write(cursor, lines: list[str]) -> None:

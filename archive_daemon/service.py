@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 
 import psycopg2
 
-from . import db, schedule
+from . import db, rulesources, schedule
 from .config import Config, ConfigError, RootConfig, load_config
 from .deletions import ALWAYS_DROPPABLE
 from .leader import Leader
 from .loader import Batch, HeaderReaders
 from .mounts import watch_mode
 from .overrides import is_override
-from .recompute import recompute
+from .recompute import decide_directory, recompute
 from .reconcile import Reconciled, Reconciler
 from .sdnotify import Notifier, setup_logging
 from .store import delete_files
@@ -182,6 +182,8 @@ class Service:
             self.settler.found(root, detail)
         elif kind == "rescan":
             self.reconciler.request(root, detail)
+        elif kind == "rules":
+            self.recompute_dirs.add((root, detail))
         elif kind == "reconciled":
             self._reconciled(detail)
         elif kind == "reconcile-error":
@@ -241,12 +243,25 @@ class Service:
             version = schedule.version(self.leader.connection)
             if version != self.access_version:
                 self._new_rules(version)
+            self._rule_warning()
         while self.recompute_dirs:
             root, directory = self.recompute_dirs.pop()
-            seen, changed = recompute(self.leader.connection, self.config, self.rules, root=root,
-                                      prefix=directory, on_progress=self.notifier.watchdog)
-            log.info("override file changed in %s/%s: access decided again for %d files, %d changed",
+            seen, changed, error = decide_directory(self.leader.connection, self.config, self.rules, root,
+                                                    directory, on_progress=self.notifier.watchdog)
+            log.info("rules changed in %s/%s: access decided again for %d files, %d changed",
                      root, directory, seen, changed, extra={"ROOT": root, "FILE_PATH": directory})
+            if error:
+                log.warning("%s: files there readable by staff only: %s", root, error,
+                            extra={"ROOT": root, "FILE_PATH": directory, "REASON": error})
+                self._rule_warning()
+
+    def _rule_warning(self) -> None:
+        count, example = rulesources.broken(self.leader.connection)
+        if count:
+            self.counters.warnings["rules"] = (f"{count} directories readable by staff only, their rules "
+                                               f"unusable (e.g. {example})")
+        else:
+            self.counters.warnings.pop("rules", None)
 
     def _new_rules(self, version: int) -> None:
         """Rules with the schedule as it is at `version`, and header readers that use them."""
