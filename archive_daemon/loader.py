@@ -44,7 +44,7 @@ class Summary:
     removed: int = 0
     withheld: list[str] = field(default_factory=list)
     rules_changed: list[str] = field(default_factory=list)  # directories to decide again
-    rule_errors: list[str] = field(default_factory=list)    # why some of them fail closed
+    rule_errors: list[str] = field(default_factory=list)    # why directories scanned fail closed
 
     @property
     def ok(self) -> bool:
@@ -234,7 +234,7 @@ def ingest(engine, config: Config, root: RootConfig, prefixes: Iterable[str], wo
            allow_mass_delete: bool = False) -> Summary:
     """Bring the database up to date with the files under `prefixes` of one root; with
     `drop_gone`, also drop the rows of files no longer there (see reconcile.guard)."""
-    summary = Summary()
+    summary, prefixes = Summary(), list(prefixes)
 
     def todo() -> Iterator[tuple[str, DiskEntry]]:
         with engine.connect() as reading:
@@ -259,9 +259,9 @@ def ingest(engine, config: Config, root: RootConfig, prefixes: Iterable[str], wo
                     batch.write(dbapi)
         batch.write(dbapi)
         for directory in summary.rules_changed:
-            error = decide_directory(dbapi, config, rules, root.name, directory)[2]
-            if error:
-                summary.rule_errors.append(error)
+            decide_directory(dbapi, config, rules, root.name, directory)
+        summary.rule_errors = [e for prefix in prefixes for e in rulesources.errors(dbapi, root.name, prefix)]
+        dbapi.commit()
         if drop_gone:
             deletions = guard(root, summary.gone, summary.known, summary.problems,
                               config.daemon.max_delete_fraction, allow_mass_delete)

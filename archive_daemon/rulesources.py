@@ -33,6 +33,15 @@ def recorded(connection, root: str, prefix: str) -> dict[str, str]:
         return dict(cursor.fetchall())
 
 
+def errors(connection, root: str, prefix: str) -> list[str]:
+    """Why directories under a prefix fail closed, as recorded."""
+    clause, params = prefix_clause(prefix, "directory")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT error FROM rule_sources WHERE root = %(root)s AND error IS NOT NULL AND {clause} "
+                       "ORDER BY directory", {"root": root, **params})
+        return [error for error, in cursor.fetchall()]
+
+
 def changed(connection, root_name: str, root_path: str, prefix: str, seen: Iterable[str],
             max_bytes: int) -> list[str]:
     """The directories, among those a scan of `prefix` saw rule sources in and those recorded,
