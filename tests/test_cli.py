@@ -89,7 +89,7 @@ def test_db_upgrade_is_idempotent(database_url, tmp_path):
     first = cli("db", "upgrade", database_url=database_url)
     second = cli("db", "upgrade", database_url=database_url)
     assert first.returncode == second.returncode == 0
-    assert "database schema at revision 0003" in second.stdout
+    assert "database schema at revision 0004" in second.stdout
 
 
 def test_unknown_command_is_a_usage_error():
