@@ -131,11 +131,13 @@ def test_yaml_override_and_all_observers(engine, tmp_path, archive_root):
 def test_always_public_instruments_and_suffixes_come_before_programs(engine, tmp_path, archive_root):
     observe(archive_root, f"{NIGHT}/allsky/a.fits", INSTRUME="AllSkyCam", PROPID="P1")
     observe(archive_root, f"{NIGHT}/cam/r1_ql.fits", PROPID="P1")
+    observe(archive_root, f"{NIGHT}/cam/R2_QL.fits", PROPID="P1")
     observe(archive_root, f"{NIGHT}/cam/r1.fits", PROPID="P1")
     load(engine, tmp_path, archive_root, public_instruments=["allskycam"], public_suffixes=["_ql.fits"])
     result = decided(engine)
     assert result[f"{NIGHT}/allsky/a.fits"][0] is True
     assert result[f"{NIGHT}/cam/r1_ql.fits"][0] is True
+    assert result[f"{NIGHT}/cam/R2_QL.fits"][0] is True       # suffixes match whatever the case
     assert result[f"{NIGHT}/cam/r1.fits"][:2] == (False, ["P1"])
 
 
@@ -316,6 +318,9 @@ def test_public_at_local_noon_exactly_a_period_after_the_night(tmp_path):
     assert rules.night(late)[0] == dt.date(2024, 1, 30)    # 11:59:59 local: still the night before
     early = _facts("loose/r.fits", obs_start=dt.datetime(2024, 1, 31, 20, tzinfo=dt.timezone.utc))
     assert rules.night(early)[0] == dt.date(2024, 1, 31)   # noon local: the next night begins
+    tokyo = _rules(tmp_path, timezone="Asia/Tokyo")         # no telescope zone: the global one
+    assert tokyo.public_date(_facts("2024-01/30/cam/r.fits"), night, ()) == dt.datetime(
+        2025, 1, 31, 3, tzinfo=dt.timezone.utc)
 
 
 def test_the_longest_period_of_the_sharing_programs_wins_and_programs_come_first(tmp_path):
