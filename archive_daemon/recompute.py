@@ -11,9 +11,9 @@ import io
 import os
 from typing import Callable, Iterable
 
+from . import rulesources
 from .access import Facts, Rules
 from .config import Config
-from . import rulesources
 from .store import array_literal, copy_line, prefix_clause, rule_text
 
 CHUNK = 5000
@@ -25,7 +25,7 @@ def _where(root: str | None, night, prefix: str | None, ids: Iterable[int] | Non
            directory: str | None = None) -> tuple[str, dict]:
     clauses, params = ["true"], {}
     if directory is not None:  # the files directly in it: an index range, then no further '/'
-        clause, prefix_params = prefix_clause(directory) if directory else ("true", {})
+        clause, prefix_params = prefix_clause(directory)
         clauses.append(clause)
         params.update(prefix_params)
         clauses.append("strpos(substr(path, %(start)s), '/') = 0")

@@ -58,4 +58,3 @@ def _read_capped(fd: int, max_bytes: int) -> bytes:
         chunks.append(chunk)
         left -= len(chunk)
     return b"".join(chunks)
-

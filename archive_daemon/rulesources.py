@@ -17,14 +17,12 @@ from typing import Iterable
 from .overrides import Overrides, read
 from .store import prefix_clause
 
-ROOT_DIRECTORY = ""
-
 
 def recorded(connection, root: str, prefix: str) -> dict[str, str]:
     """directory -> fingerprint, for the rule sources recorded under a prefix."""
     clause, params = prefix_clause(prefix, "directory")
     if prefix.strip("/"):
-        # a file's prefix: its directory governs it too
+        # the directory holding the prefix governs it, should the prefix be a file
         clause = f"({clause} OR directory = %(parent)s)"
         params["parent"] = os.path.dirname(prefix.strip("/"))
     with connection.cursor() as cursor:
