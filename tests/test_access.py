@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 from pathlib import Path
 
@@ -385,18 +386,31 @@ def test_settling_boundaries_during_a_reconcile(tmp_path):
     from archive_daemon.settle import Settler
     from archive_daemon.watcher import DiskEntry
 
+    T = 1_700_000_000  # whole seconds: the comparisons below are exact
     (tmp_path / "a.fits").write_bytes(b"x")
-    st = (tmp_path / "a.fits").stat()
-    now = [st.st_mtime_ns / 1e9 + 10]
+    os.utime(tmp_path / "a.fits", (T, T))
+    now = [T + 10.0]
     settler = Settler({"r": RootConfig("r", tmp_path, settle_seconds=10)}, clock=lambda: now[0])
-    entry = DiskEntry("a.fits", st.st_size, st.st_mtime_ns // 1000)
-    settler.found("r", entry)              # exactly settle_seconds old: complete
+    entry = DiskEntry("a.fits", 1, T * 1_000_000)
+    settler.found("r", entry)              # exactly settle_seconds old: complete as the scan saw it,
+    os.utime(tmp_path / "a.fits", (T + 5, T + 5))  # not looked at again
     assert settler.due() == ([("r", entry)], [])
-    now[0] -= 0.001
-    settler.found("r", entry)              # a millisecond younger: waits
+    os.utime(tmp_path / "a.fits", (T, T))
+    now[0] = T + 9.5
+    settler.found("r", entry)              # younger: waits
     assert settler.due() == ([], [])
-    now[0] += 10                           # watched unchanged for settle_seconds: complete
-    assert settler.due()[0] == [("r", entry)]
+    now[0] = T + 10.0
+    assert settler.due() == ([("r", entry)], [])
+
+    os.utime(tmp_path / "a.fits", (T + 100, T + 100))  # a clock ahead of ours: watched unchanged instead
+    later = DiskEntry("a.fits", 1, (T + 100) * 1_000_000)
+    now[0] = T
+    settler.touched("r", "a.fits")
+    assert settler.due() == ([], [])       # first seen now
+    now[0] = T + 9.5
+    assert settler.due() == ([], [])
+    now[0] = T + 10.0                      # unchanged for exactly settle_seconds
+    assert settler.due() == ([("r", later)], [])
 
 
 def test_scan_problems_cover_a_directory_and_what_is_below_it_only():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 
 from archive_daemon.config import RootConfig
 from archive_daemon.deletions import guard
@@ -145,3 +147,28 @@ def test_guard_keeps_exactly_what_an_unreadable_directory_covers(tmp_path):
     assert result.drop == ["2024-03/04/camera/b.fits", "2024-03/04/cam.fits"]
     assert result.withheld == ["root r: 2 archived files kept because an unreadable directory"]
     assert guard(root, gone, 1000, ScanProblems([("", "Permission denied")]), 0.1, True).drop == []
+
+
+POLL_TWICE = """
+import datetime as dt, os, queue, sys
+from pathlib import Path
+from archive_daemon.config import RootConfig
+from archive_daemon.watcher import PollingWatch
+events = queue.Queue()
+watch = PollingWatch(RootConfig("r", Path(sys.argv[1]), recent_nights=1), events, today=lambda: dt.date(2024, 3, 4))
+watch.poll(report_new_nights=False)
+os.chmod(sys.argv[2], 0)
+try:
+    watch.poll()
+finally:
+    os.chmod(sys.argv[2], 0o755)
+print(sorted(events.queue))
+"""
+
+
+def test_polling_reports_no_deletion_for_a_directory_it_cannot_read(tmp_path, archive_root):
+    image(archive_root / "2024-03/04/cam/a.fits")
+    result = subprocess.run([*UNPRIVILEGED, sys.executable, "-c", POLL_TWICE, str(archive_root),
+                             str(archive_root / "2024-03/04/cam")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"  # a.fits is not reported gone: its directory could not be read
