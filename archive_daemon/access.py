@@ -9,8 +9,9 @@
 
 A file becomes public at the end of its observing night (local noon, in the site's time
 zone: see night.py) plus the proprietary period of its program, else instrument, else telescope,
-else the default. Until then only its grants may read it. Never fail open: a broken
-override file makes the files it governs not public at all (public_date NULL).
+else the default. Until then only its grants may read it. Never fail open: an override
+file that cannot be read or understood, or a directory that cannot be listed, makes the
+files it governs not public at all (public_date NULL, no grants: nobody but staff).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class Decision:
     frame_type: str | None              # an override's obstype, else the header's
     rule: str                           # which rule decided, in words
     notes: list[str] = field(default_factory=list)
+    directory_missing: bool = False     # nothing could be read: a recompute keeps the old decision
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class Rules:
         self.schedule = schedule
         self.frame_type_of = frame_type_of
         self.root_zones = root_zones or {}  # root path -> the root's own time zone
-        self.overrides = OverrideCache()
+        self.overrides = OverrideCache(config.rule_file_max_bytes)
 
     def timezone(self, telescope: str | None, root_path: str | None = None) -> zoneinfo.ZoneInfo:
         return site_zone(self.config, self.root_zones.get(root_path), telescope)
@@ -109,8 +111,8 @@ class Rules:
         directory, name = os.path.split(os.path.join(root_path, facts.path))
         overrides = self.overrides.get(directory)
         if overrides.error:
-            return Decision(None, (), facts.frame_type, "override file broken: not public",
-                            [f"access: {overrides.error}"])
+            return Decision(None, (), facts.frame_type, "rules unreadable: not public",
+                            [f"access: {overrides.error}"], overrides.missing)
         night, note = self.night(root_path, facts)
         notes = [f"access: {note}"] if note else []
         frame_type = facts.frame_type

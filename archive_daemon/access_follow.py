@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import time
 
-from . import schedule
+from . import rulesources, schedule
 from .access import Rules
 from .config import Config
-from .recompute import recompute
+from .recompute import decide_directory, recompute
 
 log = logging.getLogger("archive_daemon.access_follow")
 
@@ -22,10 +22,13 @@ VERSION_CHECK = 5.0    # how often the leader looks for schedule or user changes
 
 
 class AccessFollower:
-    """The current rules, and the directories whose override file changed since the last look."""
+    """The current rules, and the directories whose override file changed since the last look.
 
-    def __init__(self, config: Config, on_progress, clock=time.monotonic):
-        self.config, self.on_progress, self.clock = config, on_progress, clock
+    Directories whose rules cannot be used (their files readable by staff only) show in
+    `warnings` (STATUS) under "rules"."""
+
+    def __init__(self, config: Config, warnings: dict[str, str], on_progress, clock=time.monotonic):
+        self.config, self.warnings, self.on_progress, self.clock = config, warnings, on_progress, clock
         self.version: int | None = None
         self.rules: Rules | None = None
         self.next_check = 0.0
@@ -44,6 +47,7 @@ class AccessFollower:
         if self.clock() < self.next_check:
             return None
         self.next_check = self.clock() + VERSION_CHECK
+        self._warn_unusable(connection)
         version = schedule.version(connection)
         return self._rules_at(connection, version) if version != self.version else None
 
@@ -56,13 +60,24 @@ class AccessFollower:
         self.overridden.add((root, directory))
 
     def decide_overridden(self, connection) -> None:
-        """Decide again for the directories whose override file changed."""
+        """Decide again for the files directly in each directory whose rule sources changed."""
         while self.overridden:
             root, directory = self.overridden.pop()
-            seen, changed = recompute(connection, self.config, self.rules, root=root, prefix=directory,
-                                      on_progress=self.on_progress)
-            log.info("override file changed in %s/%s: access decided again for %d files, %d changed",
+            seen, changed, error = decide_directory(connection, self.config, self.rules, root, directory,
+                                                    on_progress=self.on_progress)
+            log.info("rules changed in %s/%s: access decided again for %d files, %d changed",
                      root, directory, seen, changed, extra={"ROOT": root, "FILE_PATH": directory})
+            if error:
+                log.warning("%s: files there readable by staff only: %s", root, error,
+                            extra={"ROOT": root, "FILE_PATH": directory, "REASON": error})
+                self._warn_unusable(connection)
+
+    def _warn_unusable(self, connection) -> None:
+        count, example = rulesources.broken(connection)
+        if count:
+            self.warnings["rules"] = f"{count} directories readable by staff only, their rules unusable (e.g. {example})"
+        else:
+            self.warnings.pop("rules", None)
 
     def decide_all(self, connection) -> None:
         """The configured rules changed: decide again for every file."""

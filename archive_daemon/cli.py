@@ -150,7 +150,7 @@ def cmd_tokens(config: Config, args) -> int:
 
 def cmd_schedule(config: Config, args) -> int:
     connection = _connection(config)
-    rows = schedule.read_file(Path(args.file))
+    rows = schedule.read_file(Path(args.file), config.access.rule_file_max_bytes)
     nights = schedule.store(connection, rows)
     rules = current_rules(connection, config)
     changed = 0

@@ -66,6 +66,7 @@ class AccessConfig:
     calibration_types: tuple[str, ...] = ("bias", "dark", "flat", "arc", "focus")
     calibrations: str = "share"                 # share with the night's programs, or public
     unknown_owner: str = "proprietary"          # or public
+    rule_file_max_bytes: int = 1 << 20          # override and schedule files larger than this are refused
 
     def setting(self, table: str, name: str | None) -> Period:
         lowered = (name or "").lower()
@@ -130,13 +131,18 @@ class Config:
     def root_for(self, path: Path, name: str | None = None) -> tuple[RootConfig, str]:
         """The configured root holding `path` (the one called `name`, if given), and the
         path relative to it."""
-        path = Path(os.path.abspath(path))
+        given = Path(os.path.abspath(path))
+        # Roots are resolved: so are the directories above the path (its last part only
+        # when it is a root itself: nothing in a root is reached through a link).
+        spellings = (given, Path(os.path.realpath(given.parent)) / given.name, Path(os.path.realpath(given)))
         candidates = [self.root(name)] if name else sorted(self.roots, key=lambda r: len(str(r.path)), reverse=True)
-        for root in candidates:
-            if path == root.path:
-                return root, ""
-            if root.path in path.parents:
-                return root, path.relative_to(root.path).as_posix()
+        for path in spellings:
+            for root in candidates:
+                if path == root.path:
+                    return root, ""
+                if root.path in path.parents and path is not spellings[2]:
+                    return root, path.relative_to(root.path).as_posix()
+        path = given
         if name:
             raise ConfigError(f"{path} is not under root {name} ({candidates[0].path})")
         raise ConfigError(f"{path} is not under any configured root "
@@ -185,7 +191,8 @@ def _read_root(section: Section, base_dir: Path) -> RootConfig:
     path = Path(section.string("path", required=True)).expanduser()
     root = RootConfig(
         name=section.string("name", required=True),
-        path=Path(os.path.abspath(base_dir / path)),
+        # Resolved once, here: a root may be a link to a mount, while nothing below it is followed.
+        path=Path(os.path.realpath(base_dir / path)),
         mode=section.choice("mode", "auto", ("auto", "inotify", "polling")),
         poll_interval=section.number("poll_interval", 5.0, minimum=0.1),
         settle_seconds=section.number("settle_seconds", 10.0),
@@ -233,6 +240,7 @@ def _read_access(section: Section) -> AccessConfig:
             "calibration_types", AccessConfig.calibration_types)),
         calibrations=section.choice("calibrations", "share", ("share", "public")),
         unknown_owner=section.choice("unknown_owner", "proprietary", ("proprietary", "public")),
+        rule_file_max_bytes=section.integer("rule_file_max_bytes", 1 << 20, 1),
     )
     section.done()
     return config

@@ -3,7 +3,8 @@
 A mount that blips looks exactly like a mass deletion: the root, or a night directory, is
 suddenly missing, empty or unreadable. Rows are only ever dropped for files whose
 directory is there and readable, and never more than `max_delete_fraction` of a root in one
-pass unless the operator says so (`archive-daemon reconcile --allow-mass-delete`).
+pass unless the operator says so (`archive-daemon reconcile --allow-mass-delete`, which lifts
+both limits for empty directories and the share, never for missing or unreadable ones).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from .config import RootConfig
 from .watcher import ScanProblems
 
 ALWAYS_DROPPABLE = 10  # this few files may always go, whatever share of a small root they are
+EMPTY = "is empty"
 
 
 @dataclass
@@ -27,7 +29,7 @@ def _unavailable(directory: str) -> str | None:
     try:
         with os.scandir(directory) as entries:
             if next(entries, None) is None:
-                return "is empty"
+                return EMPTY
     except FileNotFoundError:
         return "is missing"
     except OSError as exc:
@@ -48,9 +50,13 @@ def guard(root: RootConfig, gone: list[str], known: int, problems: ScanProblems,
     if not gone:
         return result
     problem = _unavailable(str(root.path))
-    if problem:
-        result.withheld.append(f"root {root.name} ({root.path}) {problem}: {len(gone)} archived files kept "
-                               f"until it is back")
+    if problem and not (allow_mass_delete and problem == EMPTY):
+        # The operator may say an empty root really was emptied; a root that is missing or
+        # unreadable says nothing about its files, whatever the operator allows.
+        later = "until it is back" if problem != EMPTY else (
+            f"until it is back; if they are really gone, run `archive-daemon reconcile --root {root.name} "
+            f"--allow-mass-delete`")
+        result.withheld.append(f"root {root.name} ({root.path}) {problem}: {len(gone)} archived files kept {later}")
         return result
     checked: dict[str, str | None] = {}
     kept: dict[str, int] = {}
@@ -62,7 +68,7 @@ def guard(root: RootConfig, gone: list[str], known: int, problems: ScanProblems,
         night = _night_dir(path)
         if night not in checked:
             checked[night] = _unavailable(os.path.join(root.path, night)) if night else None
-        if checked[night] and not allow_mass_delete:
+        if checked[night] and not (allow_mass_delete and not checked[night].startswith("is unreadable")):
             reason = f"{night} {checked[night]}"
             kept[reason] = kept.get(reason, 0) + 1
             continue

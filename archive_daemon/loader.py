@@ -16,12 +16,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
-from . import access, store
+from . import access, rulesources, store
 from .config import Config, RootConfig
 from .fitsfile import BadFile, read_headers
 from .fitsmeta import extract
 from .skypos import spoint_literal, spoly_literal
 from .deletions import guard
+from .recompute import decide_directory
+from .rulefile import DEFAULT_MAX_BYTES
 from .schedule import current_rules
 from .watcher import DiskEntry, ScanProblems, diff, name_filter, scan
 
@@ -41,10 +43,13 @@ class Summary:
     gone: list[str] = field(default_factory=list)
     removed: int = 0
     withheld: list[str] = field(default_factory=list)
+    rules_changed: list[str] = field(default_factory=list)  # directories to decide again
+    rule_errors: list[str] = field(default_factory=list)    # why directories scanned fail closed
 
     @property
     def ok(self) -> bool:
-        return not (self.failed or self.failed_unchanged or self.problems.unreadable or self.withheld)
+        return not (self.failed or self.failed_unchanged or self.problems.unreadable or self.withheld
+                    or self.rule_errors)
 
     def report(self, root_name: str, out=None) -> None:
         """The summary line, then one line per file that is not archived."""
@@ -61,10 +66,14 @@ class Summary:
             print(f"  unreadable: {directory or '.'}: {why}", file=out)
         for message in self.withheld:
             print(f"  not removed: {message}", file=out)
+        for error in self.rule_errors:
+            print(f"  rules unusable, files there readable by staff only: {error}", file=out)
 
 
 def load_row(root: RootConfig, entry: DiskEntry, config: Config, rules: access.Rules) -> tuple:
     """The database row of one file (store.FILE_COLUMNS order); raises BadFile."""
+    if entry.refusal:
+        raise BadFile(entry.refusal)  # the scan saw a link or a special file: never opened
     headers = read_headers(os.path.join(root.path, entry.path))
     meta = extract(headers, entry.path, config.instruments, config.keywords)
     mtime = store.mtime_of(entry.mtime_us)
@@ -169,13 +178,18 @@ class HeaderReaders:
 
 
 def compare(connection, root: RootConfig, prefixes: Iterable[str], summary: Summary,
-            on_skip: Callable[[int], None] = lambda n: None) -> Iterator[tuple[str, DiskEntry]]:
+            on_skip: Callable[[int], None] = lambda n: None,
+            rule_file_max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[tuple[str, DiskEntry]]:
     """The files under `prefixes` that need reading (new, changed, retry), from one streaming
-    merge of disk and database; unchanged, failed and gone files are counted in `summary`."""
+    merge of disk and database; unchanged, failed and gone files are counted in `summary`,
+    and the directories whose rule source changed since their files were decided are listed
+    in `summary.rules_changed`: override files are compared as well as data files."""
     accept = name_filter(root.include, root.exclude)
     keep_dir = name_filter(["*"], root.exclude)
     for prefix in prefixes:
-        disk = scan(str(root.path), prefix, accept, keep_dir, summary.problems)
+        rule_dirs: list[str] = []
+        unreadable = len(summary.problems.unreadable)
+        disk = scan(str(root.path), prefix, accept, keep_dir, summary.problems, rule_dirs)
         for kind, entry in diff(disk, store.known_entries(connection, root.name, prefix)):
             if kind == "unchanged":
                 summary.unchanged += 1
@@ -189,6 +203,9 @@ def compare(connection, root: RootConfig, prefixes: Iterable[str], summary: Summ
                 yield kind, entry
             if kind in ("unchanged", "failed", "gone", "changed"):
                 summary.known += 1
+        rule_dirs += [d for d, _ in summary.problems.unreadable[unreadable:]]  # they fail closed
+        summary.rules_changed += rulesources.changed(connection, root.name, str(root.path), prefix, rule_dirs,
+                                                     rule_file_max_bytes)
     connection.rollback()
 
 
@@ -221,16 +238,18 @@ def ingest(engine, config: Config, root: RootConfig, prefixes: Iterable[str], wo
            allow_mass_delete: bool = False) -> Summary:
     """Bring the database up to date with the files under `prefixes` of one root; with
     `drop_gone`, also drop the rows of files no longer there (see reconcile.guard)."""
-    summary = Summary()
+    summary, prefixes = Summary(), list(prefixes)
 
     def todo() -> Iterator[tuple[str, DiskEntry]]:
         with engine.connect() as reading:
-            yield from compare(reading.connection.dbapi_connection, root, prefixes, summary, on_progress)
+            yield from compare(reading.connection.dbapi_connection, root, prefixes, summary, on_progress,
+                               config.access.rule_file_max_bytes)
 
     batch = Batch()
     with engine.connect() as writing:
         dbapi = writing.connection.dbapi_connection
-        with HeaderReaders(config, workers, current_rules(dbapi, config)) as readers:
+        rules = current_rules(dbapi, config)
+        with HeaderReaders(config, workers, rules) as readers:
             for kind, entry, line, reason in readers.load(root, todo()):
                 batch.add(root.name, kind, entry, line, reason)
                 if line is None:
@@ -243,6 +262,10 @@ def ingest(engine, config: Config, root: RootConfig, prefixes: Iterable[str], wo
                 if len(batch) >= config.ingest.batch_size:
                     batch.write(dbapi)
         batch.write(dbapi)
+        for directory in summary.rules_changed:
+            decide_directory(dbapi, config, rules, root.name, directory)
+        summary.rule_errors = [e for prefix in prefixes for e in rulesources.errors(dbapi, root.name, prefix)]
+        dbapi.commit()
         if drop_gone:
             deletions = guard(root, summary.gone, summary.known, summary.problems,
                               config.daemon.max_delete_fraction, allow_mass_delete)

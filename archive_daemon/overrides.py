@@ -10,17 +10,21 @@ and the same in YAML (`override.yaml`), a list of {files, access, obstype}. Numb
 versions (`override.2.access`, `override.3.yaml`...) supersede lower ones: the highest
 number in the directory is in force. A pattern `aaa.fits` also matches `aaa.*.fits`
 (products derived from the file). Where several lines match a file, the last one wins.
-A broken file is an error for its whole directory: the caller must fail closed.
+A file that cannot be read or understood, and a directory that cannot be listed, are errors
+for the whole directory: the caller must fail closed (rulefile.py says how files are read).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
 
 import yaml
+
+from . import rulefile
 
 _NAME = re.compile(r"override(?:\.(\d+))?\.(access|yaml)$")
 
@@ -31,7 +35,11 @@ def is_override(name: str) -> bool:
 
 
 class OverrideError(Exception):
-    """A line that cannot be understood; the message names the file and the line."""
+    """A rule source that cannot be used; the message names the file (and line) and why."""
+
+
+class DirectoryMissing(OverrideError):
+    """The directory is not there (a mount away, or deleted): nothing can be said about it."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,19 @@ class Overrides:
 
     path: str | None = None
     rules: list[Rule] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None       # set: the directory's files fail closed
+    missing: bool = False          # the directory itself is not there
+    digest: str | None = None      # sha256 of the file in force
+    source: str | None = None      # with an error: the rule file, else the directory, it is about
+
+    @property
+    def fingerprint(self) -> str | None:
+        """What the rules were decided from, as recorded in rule_sources (None: no rule source)."""
+        if self.error is not None:
+            return f"error: {self.error}"
+        if self.path is not None:
+            return f"{os.path.basename(self.path)} sha256:{self.digest}"
+        return None
 
     def last(self, kind: str, name: str) -> Rule | None:
         found = None
@@ -65,11 +85,17 @@ class Overrides:
 
 
 def find(directory: str) -> str | None:
-    """The override file in force in `directory`: the highest-numbered one."""
+    """The override file in force in `directory`: the highest-numbered one.
+
+    A directory that cannot be listed is an error (its files must fail closed), and so is
+    one that is missing (DirectoryMissing), which callers may rather wait out.
+    """
     try:
         names = os.listdir(directory)
-    except OSError:
-        return None
+    except FileNotFoundError:
+        raise DirectoryMissing(f"{directory}: directory missing") from None
+    except OSError as exc:
+        raise OverrideError(f"{directory}: directory cannot be listed: {exc.strerror}") from None
     candidates = []
     for name in names:
         match = _NAME.match(name)
@@ -133,46 +159,49 @@ def parse_yaml(text: str, path: str) -> list[Rule]:
     return rules
 
 
-def read(directory: str) -> Overrides:
-    """The rules in force for a directory; a broken file gives Overrides with `error` set."""
+def read(directory: str, max_bytes: int = rulefile.DEFAULT_MAX_BYTES) -> Overrides:
+    """The rules in force for a directory; anything unusable gives Overrides with `error` set."""
+    path = None
     try:
         path = find(directory)
         if path is None:
             return Overrides()
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            text = handle.read()
+        text, data = rulefile.read_text(path, max_bytes)
         parse = parse_yaml if path.endswith(".yaml") else parse_access
-        return Overrides(path, parse(text, path))
-    except OverrideError as exc:
-        return Overrides(None, [], str(exc))
-    except OSError as exc:
-        return Overrides(None, [], f"{directory}: override file unreadable: {exc.strerror}")
+        return Overrides(path, parse(text, path), digest=hashlib.sha256(data).hexdigest())
+    except DirectoryMissing as exc:
+        return Overrides(None, [], str(exc), missing=True, source=directory)
+    except (OverrideError, rulefile.RuleFileError) as exc:
+        return Overrides(None, [], str(exc), source=path or directory)
 
 
 class OverrideCache:
     """Override files by directory, read again when the directory or the file in force changes.
 
-    The directory's mtime changes when an override file appears or goes, the file's own when
-    it is edited in place: two stats a look-up, no directory listing.
+    The directory's ctime changes when an override file appears or goes and when its
+    permissions change, the file's own when it is edited or chmod-ed: two stats a look-up,
+    no directory listing. A stat that fails never trusts the cache.
     """
 
-    def __init__(self):
+    def __init__(self, max_bytes: int = rulefile.DEFAULT_MAX_BYTES):
+        self.max_bytes = max_bytes
         self._cache: dict[str, tuple[int | None, int | None, Overrides]] = {}
 
     def get(self, directory: str) -> Overrides:
-        directory_mtime = _mtime(directory)
+        directory_ctime = _ctime(directory)
         cached = self._cache.get(directory)
-        if cached is not None and cached[0] == directory_mtime and cached[1] == _mtime(cached[2].path):
+        if (cached is not None and directory_ctime is not None and cached[0] == directory_ctime
+                and cached[1] == _ctime(cached[2].path)):
             return cached[2]
-        overrides = read(directory)
-        self._cache[directory] = (directory_mtime, _mtime(overrides.path), overrides)
+        overrides = read(directory, self.max_bytes)
+        self._cache[directory] = (directory_ctime, _ctime(overrides.path), overrides)
         return overrides
 
 
-def _mtime(path: str | None) -> int | None:
+def _ctime(path: str | None) -> int | None:
     if path is None:
         return None
     try:
-        return os.stat(path).st_mtime_ns
+        return os.lstat(path).st_ctime_ns
     except OSError:
         return None

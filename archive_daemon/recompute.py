@@ -9,8 +9,10 @@ decision changed are written back, a few thousand per statement.
 from __future__ import annotations
 
 import io
+import os
 from typing import Callable, Iterable
 
+from . import rulesources
 from .access import Facts, Rules
 from .config import Config
 from .store import array_literal, copy_line, prefix_clause, rule_text
@@ -21,8 +23,14 @@ FACT_COLUMNS = "telescope, instrument, header_frame_type, program, obs_start, mt
 
 
 def _where(root: str | None, night, prefix: str | None, ids: Iterable[int] | None,
-           without_night: bool) -> tuple[str, dict]:
+           without_night: bool, directory: str | None = None) -> tuple[str, dict]:
     clauses, params = ["night IS NULL" if without_night else "true"], {}
+    if directory is not None:  # the files directly in it: an index range, then no further '/'
+        clause, prefix_params = prefix_clause(directory)
+        clauses.append(clause)
+        params.update(prefix_params)
+        clauses.append("strpos(substr(path, %(start)s), '/') = 0")
+        params["start"] = len(directory) + 2 if directory else 1
     if root is not None:
         clauses.append("root = %(root)s")
         params["root"] = root
@@ -41,14 +49,17 @@ def _where(root: str | None, night, prefix: str | None, ids: Iterable[int] | Non
 
 def recompute(connection, config: Config, rules: Rules, root: str | None = None, night=None,
               prefix: str | None = None, ids: Iterable[int] | None = None, without_night: bool = False,
+              directory: str | None = None,
               on_progress: Callable[[], None] = lambda: None) -> tuple[int, int]:
     """Decide again, and find the night again, for the selected files (`without_night`: those
     with no night yet); returns (files looked at, files changed).
 
+    `directory` selects the files directly in one directory (of `root`). A file whose
+    directory is missing (a mount away) keeps its decision: nothing can be read about it.
     `on_progress` is called every few thousand files (the daemon pings its watchdog there).
     """
     roots = {r.name: str(r.path) for r in config.roots}
-    where, params = _where(root, night, prefix, ids, without_night)
+    where, params = _where(root, night, prefix, ids, without_night, directory)
     seen = changed = 0
     pending: list[str] = []
     with connection.cursor(name="recompute") as reading, connection.cursor() as writing:
@@ -69,6 +80,8 @@ def recompute(connection, config: Config, rules: Rules, root: str | None = None,
                 continue  # a root no longer configured: its rows keep their last decision
             facts = Facts(path, telescope, instrument, header_type, program, obs_start, mtime)
             decision = rules.decide(roots[file_root], facts)
+            if decision.directory_missing:
+                continue
             new = (decision.public_date, list(decision.grants), decision.frame_type, rule_text(decision),
                    rules.night(roots[file_root], facts)[0])
             if new != (public_date, sorted(grants), frame_type, rule, stored_night):
@@ -80,6 +93,18 @@ def recompute(connection, config: Config, rules: Rules, root: str | None = None,
         _write(writing, pending)
     connection.commit()
     return seen, changed
+
+
+def decide_directory(connection, config: Config, rules: Rules, root: str, directory: str,
+                     on_progress: Callable[[], None] = lambda: None) -> tuple[int, int, str | None]:
+    """Decide again for the files of a directory whose rule source changed, and record what
+    they were decided from; returns (files looked at, changed, the rule source's error)."""
+    root_path = str(config.root(root).path)
+    overrides = rules.overrides.get(os.path.join(root_path, directory))
+    seen, changed = recompute(connection, config, rules, root=root, directory=directory, on_progress=on_progress)
+    rulesources.record(connection, root, root_path, directory, overrides)
+    connection.commit()
+    return seen, changed, overrides.error
 
 
 def _write(cursor, lines: list[str]) -> None:

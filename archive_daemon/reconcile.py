@@ -36,7 +36,8 @@ class Reconciler:
 
     It only reads the database. What it finds goes to the service loop through `out`, a
     bounded queue (a large backlog waits for the loop rather than filling memory):
-    ("found", root, DiskEntry), ("deleted", root, path), ("reconciled", root, Reconciled),
+    ("found", root, DiskEntry), ("deleted", root, path), ("rules", root, directory) for a
+    directory whose rule source changed, ("reconciled", root, Reconciled),
     and ("reconcile-error", root, message) when the database fails it (it retries).
     """
 
@@ -111,9 +112,12 @@ class Reconciler:
         if name not in roots:
             return
         root, started, summary, found = roots[name], time.monotonic(), Summary(), 0
-        for _, entry in compare(connection, root, [prefix], summary):
+        for _, entry in compare(connection, root, [prefix], summary,
+                                rule_file_max_bytes=self.config.access.rule_file_max_bytes):
             self._put(("found", name, entry))
             found += 1
+        for directory in summary.rules_changed:
+            self._put(("rules", name, directory))
         deletions = guard(root, summary.gone, summary.known, summary.problems,
                           self.config.daemon.max_delete_fraction)
         for path in deletions.drop:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from . import rulefile
 from .access import Rules, Schedule
 from .config import Config, ConfigError
 
@@ -22,11 +23,13 @@ class ScheduleError(ConfigError):
     """A schedule file that cannot be read; the message names the file and the line."""
 
 
-def read_file(path: Path) -> list[tuple[str, dt.date, str]]:
+def read_file(path: Path, max_bytes: int = rulefile.DEFAULT_MAX_BYTES) -> list[tuple[str, dt.date, str]]:
+    """The schedule's rows; read as every rule file is (rulefile.py), so a FIFO, a link or a
+    huge file is refused, never waited on or read whole."""
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ScheduleError(f"{path}: cannot read: {exc.strerror}") from None
+        text, _ = rulefile.read_text(str(path), max_bytes)
+    except rulefile.RuleFileError as exc:
+        raise ScheduleError(str(exc)) from None
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             data = yaml.safe_load(text) or []

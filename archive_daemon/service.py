@@ -43,7 +43,7 @@ class Service:
         self.link = Link(url)
         self.watches = Watches(url, self.warnings)
         self.feeder = Feeder(config)
-        self.access = AccessFollower(config, self.notifier.watchdog)
+        self.access = AccessFollower(config, self.warnings, self.notifier.watchdog)
         self.active = False          # this daemon is the leader (its watches run)
         self.stop_requested = False
         self.reload_requested = False
@@ -114,6 +114,8 @@ class Service:
             self.feeder.report(kind, root, detail)
         elif kind == "rescan":
             self.watches.reconcile(root, detail)
+        elif kind == "rules":  # a reconcile found a directory whose rule sources changed
+            self.access.override_changed(root, detail)
         elif kind == "reconciled":
             self.watches.reconciled(detail)
         elif kind == "reconcile-error":

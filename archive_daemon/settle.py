@@ -3,7 +3,8 @@
 A file is complete when inotify saw it closed after writing (or renamed into place), or
 when its size and mtime have stayed the same for `settle_seconds`: either its mtime is that
 old already, or we have watched it unchanged that long. (The first test trusts the file
-server's clock to agree with ours, which NTP sees to.)
+server's clock to agree with ours, which NTP sees to.) Paths are looked at with lstat: a
+link or a FIFO settles like a file and goes on with its refusal (filekind), never followed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from .config import RootConfig
+from .filekind import refusal
 from .watcher import DiskEntry
 
 Key = tuple[str, str]  # (root name, path relative to the root)
@@ -24,6 +26,7 @@ class _Seen:
     size: int
     mtime_us: int
     since: float  # when we first saw this size and mtime
+    mode: int
 
 
 class Settler:
@@ -55,7 +58,7 @@ class Settler:
             self._gone.add(key)
         else:
             self._gone.discard(key)
-            self._ready[key] = DiskEntry(path, st.st_size, st.st_mtime_ns // 1000)
+            self._ready[key] = _entry(path, st)
 
     def found(self, root: str, entry: DiskEntry) -> None:
         """A scan saw the file: complete already if its mtime is older than settle_seconds."""
@@ -83,12 +86,12 @@ class Settler:
                 self._gone.add(key)
                 continue
             mtime_us = st.st_mtime_ns // 1000
-            if seen is None or (seen.size, seen.mtime_us) != (st.st_size, mtime_us):
-                seen = self._pending[key] = _Seen(st.st_size, mtime_us, now)
+            if seen is None or (seen.size, seen.mtime_us, seen.mode) != (st.st_size, mtime_us, st.st_mode):
+                seen = self._pending[key] = _Seen(st.st_size, mtime_us, now, st.st_mode)
             settle = self.roots[key[0]].settle_seconds
             if now - mtime_us / 1e6 >= settle or now - seen.since >= settle:
                 del self._pending[key]
-                self._ready[key] = DiskEntry(key[1], seen.size, seen.mtime_us)
+                self._ready[key] = _entry(key[1], st)
         ready = [(key[0], entry) for key, entry in self._ready.items()]
         gone = [key for key in self._gone if self._stat(key) is None]
         self._ready.clear()
@@ -103,8 +106,13 @@ class Settler:
         self._gone = {k for k in self._gone if k[0] != name}
 
     def _stat(self, key: Key) -> os.stat_result | None:
+        """lstat of the path; None when nothing (or a directory) is there."""
         try:
-            st = os.stat(os.path.join(self.roots[key[0]].path, key[1]))
+            st = os.lstat(os.path.join(self.roots[key[0]].path, key[1]))
         except OSError:
             return None
-        return st if stat.S_ISREG(st.st_mode) else None
+        return None if stat.S_ISDIR(st.st_mode) else st
+
+
+def _entry(path: str, st: os.stat_result) -> DiskEntry:
+    return DiskEntry(path, st.st_size, st.st_mtime_ns // 1000, refusal(st.st_mode))

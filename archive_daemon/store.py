@@ -66,7 +66,7 @@ def known_entries(connection, root: str, prefix: str) -> Iterator[KnownEntry]:
         FROM files WHERE root = %(root)s AND {clause}
         UNION ALL
         SELECT path, size, floor(extract(epoch FROM mtime) * 1000000)::bigint, reason
-        FROM ingest_failures WHERE root = %(root)s AND {clause}
+        FROM ingest_failures WHERE root = %(root)s AND kind = 'file' AND {clause}
         ORDER BY 1
     """
     with connection.cursor(name="known_entries") as cursor:
@@ -124,6 +124,10 @@ def write_batch(connection, lines: Sequence[str], failures: Sequence[tuple], all
                 ON CONFLICT (root, path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime,
                     reason = excluded.reason, attempts = x.attempts + 1, last_attempt = now()
             """, failures)
+            # What is on disk now cannot be archived: an older reading must not be served
+            # for it (a file replaced by a link would otherwise keep its row).
+            execute_values(cursor, "DELETE FROM files f USING (VALUES %s) AS x (root, path) "
+                                   "WHERE f.root = x.root AND f.path = x.path", [r[:2] for r in failures])
     connection.commit()
 
 

@@ -27,6 +27,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers.inotify import InotifyObserver
 
 from .config import RootConfig
+from .filekind import refusal
 from .overrides import is_override
 
 
@@ -35,6 +36,7 @@ class DiskEntry:
     path: str       # relative to the root, '/'-separated
     size: int
     mtime_us: int   # microseconds since the epoch, as the database stores it
+    refusal: str | None = None  # why it is not archived whatever it holds (a link, a FIFO): filekind
 
 
 @dataclass(frozen=True)
@@ -63,52 +65,82 @@ def name_filter(include: Iterable[str], exclude: Iterable[str]):
     return lambda name: bool(included.match(name)) and not excluded.match(name)
 
 
-def scan(root: str, prefix: str, accept, keep_dir, problems: ScanProblems) -> Iterator[DiskEntry]:
+def scan(root: str, prefix: str, accept, keep_dir, problems: ScanProblems,
+         rule_dirs: list[str] | None = None) -> Iterator[DiskEntry]:
     """Files under root/prefix in byte order. A prefix naming a file yields it, whatever its name.
 
-    `accept(name)` chooses files, `keep_dir(name)` the directories to descend into.
+    `accept(name)` chooses files, `keep_dir(name)` the directories to descend into. Links
+    are never followed: an accepted link, a link to a directory and a special file are
+    yielded with their refusal (filekind), from lstat. `rule_dirs`, if given, collects the
+    directories holding an override file.
     """
-    start = os.path.join(root, prefix) if prefix else root
     try:
-        st = os.stat(start)
+        st = _lstat_below(root, prefix)
     except OSError as exc:
         problems.unreadable.append((prefix, exc.strerror))
         return
-    if os.path.isdir(start):
-        yield from _walk(start, prefix + "/" if prefix else "", accept, keep_dir, problems)
+    if st is None:
+        return  # below a linked directory: the scan of its parent records the link
+    if stat.S_ISDIR(st.st_mode):
+        start = os.path.join(root, prefix) if prefix else root
+        yield from _walk(start, prefix + "/" if prefix else "", accept, keep_dir, problems, rule_dirs)
     else:
-        yield DiskEntry(prefix, st.st_size, st.st_mtime_ns // 1000)
+        yield DiskEntry(prefix, st.st_size, st.st_mtime_ns // 1000, refusal(st.st_mode))
 
 
-def _walk(directory: str, rel: str, accept, keep_dir, problems: ScanProblems) -> Iterator[DiskEntry]:
+def _lstat_below(root: str, prefix: str) -> os.stat_result | None:
+    """lstat of root/prefix, None when a directory on the way below the root is a link.
+
+    The root itself is followed: the configuration resolved it, and a mount point may be a link.
+    """
+    if not prefix:
+        return os.stat(root)
+    parts = prefix.split("/")
+    for i in range(1, len(parts)):
+        if stat.S_ISLNK(os.lstat(os.path.join(root, *parts[:i])).st_mode):
+            return None
+    return os.lstat(os.path.join(root, prefix))
+
+
+def real_directory(root: str, prefix: str) -> bool:
+    """Whether root/prefix is a directory reached without following a link."""
+    try:
+        st = _lstat_below(root, prefix)
+    except OSError:
+        return False
+    return st is not None and stat.S_ISDIR(st.st_mode)
+
+
+def _walk(directory: str, rel: str, accept, keep_dir, problems: ScanProblems,
+          rule_dirs: list[str] | None) -> Iterator[DiskEntry]:
     try:
         with os.scandir(directory) as it:
             entries = list(it)
     except OSError as exc:
         problems.unreadable.append((rel.rstrip("/"), exc.strerror))
         return
+    if rule_dirs is not None and any(is_override(e.name) for e in entries):
+        rule_dirs.append(rel.rstrip("/"))
     keyed = []
     for entry in entries:
         try:
             if entry.is_dir(follow_symlinks=False):
                 if keep_dir(entry.name):
                     keyed.append((entry.name + "/", entry))
-            elif accept(entry.name):
-                keyed.append((entry.name, entry))
+            elif accept(entry.name) or (entry.is_symlink() and keep_dir(entry.name) and entry.is_dir()):
+                keyed.append((entry.name, entry))  # a linked directory is recorded, never descended
         except OSError:
             continue
     keyed.sort(key=lambda pair: pair[0])
     for key, entry in keyed:
         if key.endswith("/"):
-            yield from _walk(entry.path, rel + key, accept, keep_dir, problems)
+            yield from _walk(entry.path, rel + key, accept, keep_dir, problems, rule_dirs)
             continue
         try:
-            st = entry.stat()
+            st = entry.stat(follow_symlinks=False)
         except OSError:
             continue  # vanished between listing and stat: the next scan settles it
-        if not stat.S_ISREG(st.st_mode):
-            continue
-        yield DiskEntry(rel + entry.name, st.st_size, st.st_mtime_ns // 1000)
+        yield DiskEntry(rel + entry.name, st.st_size, st.st_mtime_ns // 1000, refusal(st.st_mode))
 
 
 def _grouped(known: Iterable[KnownEntry]) -> Iterator[list[KnownEntry]]:
@@ -285,7 +317,7 @@ class PollingWatch:
             if night not in nights:
                 del self._seen[night]
         for night in nights:
-            if not os.path.isdir(os.path.join(self.root.path, night)):
+            if not real_directory(str(self.root.path), night):
                 continue
             problems = ScanProblems()
             now = {e.path: (e.size, e.mtime_us) for e in scan(str(self.root.path), night, self.accept,
@@ -298,7 +330,7 @@ class PollingWatch:
             for path, state in now.items():
                 if before.get(path) != state:
                     self.events.put(("touched", self.root.name, path))
-            if not problems.unreadable and os.path.isdir(os.path.join(self.root.path, night)):
+            if not problems.unreadable and real_directory(str(self.root.path), night):
                 for path in before.keys() - now.keys():
                     self.events.put(("deleted", self.root.name, path))
 

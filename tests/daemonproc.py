@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 
 ARCHIVE = str(Path(sys.executable).with_name("archive-daemon"))
+# Root reads every file whatever its mode. Tests of unreadable files run the archive without
+# the capabilities that allow it, as any other user would run it.
+UNPRIVILEGED = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
 
 
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
@@ -91,8 +94,9 @@ class Daemon:
     """One `archive-daemon run` process; its log goes to a file the test can read."""
 
     def __init__(self, config: Path, database_url: str, workdir: Path, name: str = "daemon",
-                 watchdog_usec: int | None = None):
+                 watchdog_usec: int | None = None, prefix: list[str] | None = None):
         self.config, self.url, self.workdir, self.name = config, database_url, workdir, name
+        self.prefix = prefix or []  # e.g. UNPRIVILEGED
         self.watchdog_usec = watchdog_usec
         self.notify: NotifySocket | None = None
         self.process: subprocess.Popen | None = None
@@ -108,7 +112,7 @@ class Daemon:
         if self.watchdog_usec:
             env["WATCHDOG_USEC"] = str(self.watchdog_usec)
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([ARCHIVE, "--config", str(self.config), "run"],
+            self.process = subprocess.Popen([*self.prefix, ARCHIVE, "--config", str(self.config), "run"],
                                             stdout=log, stderr=subprocess.STDOUT, env=env)
         if wait_ready:
             self.wait_ready()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import yaml
 from zoneinfo import ZoneInfo
 
 from archive_daemon import principals, schedule
-from archive_daemon.access import add_months
+from archive_daemon.access import Facts, Rules, Schedule, add_months
 from archive_daemon.config import load_config
 from archive_daemon.loader import ingest
 from archive_daemon.visibility import VISIBLE, principals_of, user_of_token
@@ -131,11 +132,13 @@ def test_yaml_override_and_all_observers(engine, tmp_path, archive_root):
 def test_always_public_instruments_and_suffixes_come_before_programs(engine, tmp_path, archive_root):
     observe(archive_root, f"{NIGHT}/allsky/a.fits", INSTRUME="AllSkyCam", PROPID="P1")
     observe(archive_root, f"{NIGHT}/cam/r1_ql.fits", PROPID="P1")
+    observe(archive_root, f"{NIGHT}/cam/R2_QL.fits", PROPID="P1")
     observe(archive_root, f"{NIGHT}/cam/r1.fits", PROPID="P1")
     load(engine, tmp_path, archive_root, public_instruments=["allskycam"], public_suffixes=["_ql.fits"])
     result = decided(engine)
     assert result[f"{NIGHT}/allsky/a.fits"][0] is True
     assert result[f"{NIGHT}/cam/r1_ql.fits"][0] is True
+    assert result[f"{NIGHT}/cam/R2_QL.fits"][0] is True       # suffixes match whatever the case
     assert result[f"{NIGHT}/cam/r1.fits"][:2] == (False, ["P1"])
 
 
@@ -279,3 +282,143 @@ def test_cli_users_and_tokens(database_url):
     assert "1 tokens of carol revoked" in cli("tokens", "revoke", "carol", database_url=database_url).stdout
     missing = cli("tokens", "create", "nobody", database_url=database_url)
     assert missing.returncode == 2 and "no user named 'nobody'" in missing.stderr
+
+
+@pytest.mark.parametrize("day, months, expected", [
+    (dt.date(2024, 1, 31), 1, dt.date(2024, 2, 29)),    # clipped to a leap February
+    (dt.date(2023, 1, 31), 1, dt.date(2023, 2, 28)),
+    (dt.date(2024, 1, 31), 12, dt.date(2025, 1, 31)),   # a 12-month period from Jan 31
+    (dt.date(2024, 2, 29), 12, dt.date(2025, 2, 28)),
+    (dt.date(2024, 10, 31), 1, dt.date(2024, 11, 30)),
+    (dt.date(2024, 11, 30), 3, dt.date(2025, 2, 28)),   # across the year end
+    (dt.date(2024, 12, 31), 12, dt.date(2025, 12, 31)),  # December has 31 days
+    (dt.date(2024, 5, 15), 0, dt.date(2024, 5, 15)),
+])
+def test_month_end_clipping_of_proprietary_periods(day, months, expected):
+    assert add_months(day, months) == expected
+
+
+ROOT = "/data"  # a root with no time zone of its own
+
+
+def _rules(tmp_path, **access):
+    return Rules(load_config(str(write_config(tmp_path, tmp_path, access=access))).access, Schedule())
+
+
+def _facts(path, **values):
+    base = dict(telescope="Shane", instrument="Kast", frame_type="object", program=None, obs_start=None,
+                mtime=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc))
+    return Facts(path, **{**base, **values})
+
+
+def test_public_at_local_noon_exactly_a_period_after_the_night(tmp_path):
+    rules = _rules(tmp_path, telescopes={"Shane": {"timezone": "America/Los_Angeles"}})
+    facts = _facts("2024-01/30/cam/r.fits")
+    night, _ = rules.night(ROOT, facts)
+    assert night == dt.date(2024, 1, 30)
+    # the night of Jan 30 ends at noon on Jan 31; 12 months on, at 12:00:00 Pacific (20:00 UTC)
+    assert rules.public_date(ROOT, facts, night, ()) == dt.datetime(2025, 1, 31, 20, tzinfo=dt.timezone.utc)
+    late = _facts("loose/r.fits", obs_start=dt.datetime(2024, 1, 31, 19, 59, 59, tzinfo=dt.timezone.utc))
+    assert rules.night(ROOT, late)[0] == dt.date(2024, 1, 30)    # 11:59:59 local: still the night before
+    early = _facts("loose/r.fits", obs_start=dt.datetime(2024, 1, 31, 20, tzinfo=dt.timezone.utc))
+    assert rules.night(ROOT, early)[0] == dt.date(2024, 1, 31)   # noon local: the next night begins
+    tokyo = _rules(tmp_path, timezone="Asia/Tokyo")         # no telescope zone: the global one
+    assert tokyo.public_date(ROOT, _facts("2024-01/30/cam/r.fits"), night, ()) == dt.datetime(
+        2025, 1, 31, 3, tzinfo=dt.timezone.utc)
+
+
+def test_the_longest_period_of_the_sharing_programs_wins_and_programs_come_first(tmp_path):
+    rules = _rules(tmp_path, programs={"LONG": {"proprietary_months": 24}, "SHORT": {"proprietary_months": 6}},
+                   instruments={"Kast": {"proprietary_months": 18}})
+    facts = _facts("2024-01/30/cam/r.fits")
+    night = dt.date(2024, 1, 30)
+    assert rules.months(facts, ("SHORT", "LONG")) == 24
+    assert rules.months(facts, ("LONG", "SHORT")) == 24
+    assert rules.months(facts, ("SHORT",)) == 6            # the program's, although the instrument's is longer
+    assert rules.months(facts, ("UNSET",)) == 18
+    assert rules.months(_facts("x", instrument="Other"), ()) == 12
+    assert rules.public_date(ROOT, facts, night, ("SHORT", "LONG")).date() == dt.date(2026, 1, 31)
+
+
+def test_calibrations_are_shared_with_the_header_program_too_and_take_the_longest_period(engine, tmp_path,
+                                                                                         archive_root):
+    observe(archive_root, f"{NIGHT}/cam/bias1.fits", OBSTYPE="BIAS", PROPID="HP")
+    set_schedule(engine, ("Shane", ISO, "P1"), ("Shane", ISO, "P2"))
+    load(engine, tmp_path, archive_root, programs={"P1": {"proprietary_months": 6}, "P2": {"proprietary_months": 30},
+                                                   "HP": {"proprietary_months": 3}})
+    row = rows(engine)[f"{NIGHT}/cam/bias1.fits"]
+    assert row["grants"] == ["HP", "P1", "P2"]
+    assert row["public_date"].date() == add_months(RECENT + dt.timedelta(days=1), 30)
+
+
+def test_override_grants_to_a_user_take_the_period_of_the_nights_programs(engine, tmp_path, archive_root):
+    (archive_root / NIGHT / "cam").mkdir(parents=True)
+    (archive_root / NIGHT / "cam" / "override.access").write_text("r* access alice\n")
+    observe(archive_root, f"{NIGHT}/cam/r1.fits")
+    set_schedule(engine, ("Shane", ISO, "P1"))
+    load(engine, tmp_path, archive_root, programs={"P1": {"proprietary_months": 30}})
+    row = rows(engine)[f"{NIGHT}/cam/r1.fits"]
+    assert row["grants"] == ["alice"]
+    assert row["public_date"].date() == add_months(RECENT + dt.timedelta(days=1), 30)
+
+
+def test_the_visibility_predicate_at_public_date_equal_to_now(engine, tmp_path, archive_root):
+    observe(archive_root, f"{NIGHT}/cam/r1.fits", PROPID="P1")
+    load(engine, tmp_path, archive_root)
+    connection = engine.raw_connection()
+    try:
+        with connection.cursor() as cursor:  # one transaction: now() is the same instant throughout
+            query = f"SELECT count(*) FROM files f WHERE {VISIBLE}"
+            cursor.execute("UPDATE files SET public_date = now()")
+            cursor.execute(query, {"principals": []})
+            assert cursor.fetchone()[0] == 1
+            cursor.execute("UPDATE files SET public_date = now() + interval '1 microsecond'")
+            cursor.execute(query, {"principals": []})
+            assert cursor.fetchone()[0] == 0
+            cursor.execute(query, {"principals": ["P1"]})
+            assert cursor.fetchone()[0] == 1
+            cursor.execute(query, {"principals": ["P2", "alice"]})
+            assert cursor.fetchone()[0] == 0
+    finally:
+        connection.rollback()
+        connection.close()
+
+
+def test_settling_boundaries_during_a_reconcile(tmp_path):
+    from archive_daemon.config import RootConfig
+    from archive_daemon.settle import Settler
+    from archive_daemon.watcher import DiskEntry
+
+    T = 1_700_000_000  # whole seconds: the comparisons below are exact
+    (tmp_path / "a.fits").write_bytes(b"x")
+    os.utime(tmp_path / "a.fits", (T, T))
+    now = [T + 10.0]
+    settler = Settler({"r": RootConfig("r", tmp_path, settle_seconds=10)}, clock=lambda: now[0])
+    entry = DiskEntry("a.fits", 1, T * 1_000_000)
+    settler.found("r", entry)              # exactly settle_seconds old: complete as the scan saw it,
+    os.utime(tmp_path / "a.fits", (T + 5, T + 5))  # not looked at again
+    assert settler.due() == ([("r", entry)], [])
+    os.utime(tmp_path / "a.fits", (T, T))
+    now[0] = T + 9.5
+    settler.found("r", entry)              # younger: waits
+    assert settler.due() == ([], [])
+    now[0] = T + 10.0
+    assert settler.due() == ([("r", entry)], [])
+
+    os.utime(tmp_path / "a.fits", (T + 100, T + 100))  # a clock ahead of ours: watched unchanged instead
+    later = DiskEntry("a.fits", 1, (T + 100) * 1_000_000)
+    now[0] = T
+    settler.touched("r", "a.fits")
+    assert settler.due() == ([], [])       # first seen now
+    now[0] = T + 9.5
+    assert settler.due() == ([], [])
+    now[0] = T + 10.0                      # unchanged for exactly settle_seconds
+    assert settler.due() == ([("r", later)], [])
+
+
+def test_scan_problems_cover_a_directory_and_what_is_below_it_only():
+    from archive_daemon.watcher import ScanProblems
+    problems = ScanProblems([("2024-03/04", "Permission denied")])
+    assert problems.covers("2024-03/04") and problems.covers("2024-03/04/cam/r.fits")
+    assert not problems.covers("2024-03/040/cam/r.fits") and not problems.covers("2024-03/0")
+    assert ScanProblems([("", "gone")]).covers("anything") and not ScanProblems().covers("x")

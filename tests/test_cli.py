@@ -15,12 +15,13 @@ from fitsmaker import image
 ARCHIVE = str(Path(sys.executable).with_name("archive-daemon"))
 
 
-def cli(*args, database_url=None, env=None):
+def cli(*args, database_url=None, env=None, prefix=(), timeout=120):
     environment = {**os.environ, **(env or {})}
     environment.pop("ARCHIVE_CONFIG", None)
     if database_url:
         environment["ARCHIVE_DATABASE_URL"] = database_url
-    return subprocess.run([ARCHIVE, *args], capture_output=True, text=True, env=environment, timeout=120)
+    return subprocess.run([*prefix, ARCHIVE, *args], capture_output=True, text=True, env=environment,
+                          timeout=timeout)
 
 
 def test_ingest_reports_a_summary_and_exits_0_when_all_loaded(database_url, tmp_path, archive_root):

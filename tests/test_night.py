@@ -140,6 +140,7 @@ def test_db_upgrade_gives_rows_stored_with_utc_nights_their_local_night(cluster,
                  '2024-03-07T13:30:00Z', ''),
                 ('gone', 'misc/elsewhere.fits', 5760, now(), '2024-03-05', 'Shane', '2024-03-05T13:30:00Z', '')
             """))
+        (archive_root / "misc").mkdir()  # on disk: a directory that is away keeps its rows as they are
         config = write_config(tmp_path, archive_root, access={"timezone": LOS_ANGELES})
         result = cli("--config", str(config), "db", "upgrade", database_url=url)
         assert result.returncode == 0, result.stderr
