@@ -3,15 +3,17 @@
 A request is the front end's only when it carries the shared secret in `SECRET_HEADER`
 (api.front_end_secret). Loopback proves nothing: any local user, or any request forgery on
 the API host, reaches gunicorn from 127.0.0.1. Only the front end's requests may name a
-user (api.user_header, read by auth.py) or the public host and scheme (X-Forwarded-Host,
-X-Forwarded-Proto), which then make `req.prefix`, and so every absolute link, name the
-archive as its users see it. From everyone else those headers are removed before anything
+user (api.user_header, read by auth.py), the client's address (X-Forwarded-For: the
+per-client download cap then counts each client, not Apache as one) or the public host and
+scheme (X-Forwarded-Host, X-Forwarded-Proto), which then make `req.prefix`, and so every
+absolute link, name the archive as its users see it. From everyone else those headers are removed before anything
 reads them. gunicorn itself believes no proxy header (api/gunicorn.conf.py).
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import re
 
 import falcon
@@ -69,3 +71,11 @@ class FrontEnd:
                 raise falcon.HTTPBadRequest(title="Invalid header X-Forwarded-Proto",
                                             description=f"X-Forwarded-Proto: {scheme!r} is not http or https")
             req.env["wsgi.url_scheme"] = scheme
+        client = req.get_header("X-Forwarded-For")
+        if client:
+            client = _last(client)
+            try:
+                req.env["REMOTE_ADDR"] = str(ipaddress.ip_address(client))
+            except ValueError:
+                raise falcon.HTTPBadRequest(title="Invalid header X-Forwarded-For",
+                                            description=f"X-Forwarded-For: {client!r} is not an address") from None

@@ -14,13 +14,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import falcon
+import falcon.testing
 import pytest
 import requests
 import yaml
 
+from api.proxy import FrontEnd
 from apiserver import REPO, ApiServer, free_port
 from archive_daemon import db, principals
-from archive_daemon.config import ConfigError, load_config
+from archive_daemon.config import ApiConfig, ConfigError, load_config
 from archive_daemon.loader import ingest
 from conftest import fresh_database
 from fitsmaker import image
@@ -250,3 +253,23 @@ def test_by_default_nobody_speaks_for_the_front_end(tmp_path, monkeypatch):
     monkeypatch.delenv("ARCHIVE_API_FRONT_END_SECRET", raising=False)
     settings = load_config(str(_config(tmp_path, {}))).api
     assert settings.user_header is None and settings.front_end_secret is None
+
+
+class _Echo:
+    def on_get(self, req, resp):
+        resp.media = {"remote_addr": req.remote_addr}
+
+
+@pytest.mark.parametrize("headers, seen", [
+    ({"X-Archive-Secret": SECRET, "X-Forwarded-For": "203.0.113.9, 192.0.2.7"}, "192.0.2.7"),  # Apache's value is last
+    ({"X-Forwarded-For": "192.0.2.7"}, "127.0.0.1"),                                           # no secret: ignored
+])
+def test_the_client_address_comes_from_the_front_end_only(headers, seen):
+    """Behind Apache, each client is its own for the per-client download cap, not Apache as one."""
+    app = falcon.App(middleware=[FrontEnd(ApiConfig(front_end_secret=SECRET))])
+    app.add_route("/echo", _Echo())
+    result = falcon.testing.TestClient(app).simulate_get("/echo", headers=headers, remote_addr="127.0.0.1")
+    assert result.json == {"remote_addr": seen}
+    bad = falcon.testing.TestClient(app).simulate_get(
+        "/echo", headers={"X-Archive-Secret": SECRET, "X-Forwarded-For": "not-an-address"})
+    assert bad.status_code == 400 and bad.json["description"].startswith("X-Forwarded-For:")
