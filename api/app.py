@@ -8,8 +8,11 @@ built when gunicorn first asks for it (so importing this module needs no databas
 
 from __future__ import annotations
 
+import logging
+
 import falcon
 import psycopg2
+import psycopg2.errors
 import sqlalchemy as sa
 
 from archive_daemon import db
@@ -24,6 +27,8 @@ from .proxy import FrontEnd
 from .search import Files
 from .streams import Streams
 from .tarstream import TarDownload
+
+log = logging.getLogger("api")
 
 
 def create_app(config: Config, engine: sa.Engine) -> falcon.App:
@@ -41,12 +46,22 @@ def create_app(config: Config, engine: sa.Engine) -> falcon.App:
     app.add_error_handler(psycopg2.OperationalError, _database_unavailable)
     app.add_error_handler(sa.exc.OperationalError, _database_unavailable)
     app.add_error_handler(sa.exc.TimeoutError, _database_unavailable)  # every pooled connection busy
+    app.add_error_handler(psycopg2.errors.QueryCanceled, _too_long)  # falcon picks the most specific
     return app
 
 
 def _database_unavailable(req, resp, exc, params):
-    raise falcon.HTTPServiceUnavailable(title="Database unavailable", description=db.first_line(exc),
-                                        retry_after=10)
+    # The details (host, port, user) are for the log, not for whoever asked.
+    log.warning("database unavailable: %s", db.first_line(exc))
+    raise falcon.HTTPServiceUnavailable(title="Database unavailable", retry_after=10,
+                                        description="the archive's database does not answer; try again shortly")
+
+
+def _too_long(req, resp, exc, params):
+    raise falcon.HTTPServiceUnavailable(
+        title="Search took too long",
+        description="the query ran past api.statement_timeout: narrow it (a smaller cone, a time range, "
+                    "an exact or prefix object match)")
 
 
 def _from_environment() -> falcon.App:
@@ -55,8 +70,10 @@ def _from_environment() -> falcon.App:
     # A fixed pool per worker process, so that workers x db_pool_size is what the API can
     # ever hold of PostgreSQL's max_connections (docs/api.md); a request finding every
     # connection busy waits a little, then gets a 503.
+    timeout_ms = max(1, round(config.api.statement_timeout * 1000))
     engine = sa.create_engine(db.driver_url(database_url(config)), pool_size=config.api.db_pool_size,
-                              max_overflow=0, pool_timeout=10, pool_pre_ping=True)
+                              max_overflow=0, pool_timeout=10, pool_pre_ping=True,
+                              connect_args={"options": f"-c statement_timeout={timeout_ms}"})
     return create_app(config, engine)
 
 

@@ -17,6 +17,7 @@ from falcon.util.misc import secure_filename
 
 from archive_daemon.config import Config
 from archive_daemon.fitsfile import card_fields
+from archive_daemon.store import EPOCH
 from archive_daemon.visibility import VISIBLE
 
 from .formats import plain
@@ -74,7 +75,7 @@ def _card(image: str) -> dict:
     return {"keyword": keyword, "value": value, "comment": comment}
 
 
-def open_archived(config: Config, root_name: str, path: str) -> tuple[int, str]:
+def open_archived(config: Config, root_name: str, path: str, size: int, mtime: dt.datetime) -> tuple[int, str]:
     """An open descriptor of an archived file and its path on disk; else 404.
 
     Served only when no component of its path under the root is a symbolic link (a link in
@@ -83,6 +84,10 @@ def open_archived(config: Config, root_name: str, path: str) -> tuple[int, str]:
     swapped in between a check and the open. O_NONBLOCK, and regular files only: a FIFO
     put in a file's place must not hang a worker. The single download, X-Sendfile and the
     tar stream all come through here.
+
+    And only while it is the file that was archived, with the row's size and mtime: what
+    the access decision was made for. A file replaced since (another file renamed over it,
+    say a hard link to someone's proprietary data) waits until the daemon has read it anew.
     """
     roots = {r.name: r.path for r in config.roots}
     if root_name not in roots:
@@ -105,9 +110,14 @@ def open_archived(config: Config, root_name: str, path: str) -> tuple[int, str]:
     finally:
         if directory is not None:
             os.close(directory)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise _not_on_disk("the file is no longer on disk")
+    if (st.st_size, st.st_mtime_ns // 1000) != (size, (mtime - EPOCH) // dt.timedelta(microseconds=1)):
+        os.close(fd)
+        raise _not_on_disk("the file on disk changed since it was archived; it is served again once "
+                           "the archive has read it anew")
     return fd, os.path.join(base, path)
 
 
@@ -132,8 +142,8 @@ class Download:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, file_id: str) -> None:
         Params(req).done()
-        root, path = visible_file(req, file_id, "f.root, f.path")
-        fd, full = open_archived(self.config, root, path)
+        root, path, size, mtime = visible_file(req, file_id, "f.root, f.path, f.size, f.mtime")
+        fd, full = open_archived(self.config, root, path, size, mtime)
         streamed = False
         try:
             streamed = self._answer(req, resp, fd, full, path)
@@ -189,6 +199,8 @@ def _still_valid(if_range: str | None, etag: str, modified: dt.datetime) -> bool
 
 def _byte_range(header: str, size: int) -> tuple[int, int]:
     """(start, length) of the one byte range asked for, else 416 naming the header."""
+    if size == 0:
+        raise _unsatisfiable(size, "the file is empty")
     match = _RANGE.fullmatch(header.strip())
     if not match or match.groups() == ("", ""):
         raise _unsatisfiable(size, "expected bytes=first-last, bytes=first- or bytes=-length (one range)")

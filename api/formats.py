@@ -23,6 +23,15 @@ def plain(value):
     return value
 
 
+def _cell(value) -> object:
+    """A CSV cell; text that a spreadsheet would run as a formula (a header value such as
+    OBJECT = '=HYPERLINK(...)' is anyone's to write) gets a leading apostrophe."""
+    if value is None:
+        return ""
+    value = plain(value)
+    return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 def render(req: falcon.Request, resp: falcon.Response, fmt: str | None, fields: list[str],
            records: list[dict], envelope: dict) -> None:
     media = BY_NAME[fmt] if fmt else (req.client_prefers([falcon.MEDIA_JSON, CSV, VOTABLE]) or falcon.MEDIA_JSON)
@@ -31,7 +40,7 @@ def render(req: falcon.Request, resp: falcon.Response, fmt: str | None, fields: 
         writer = csv.writer(out)
         writer.writerow(fields)
         for record in records:
-            writer.writerow(["" if record[f] is None else plain(record[f]) for f in fields])
+            writer.writerow([_cell(record[f]) for f in fields])
         resp.content_type = "text/csv; charset=utf-8"
         resp.text = out.getvalue()
         if envelope.get("next"):

@@ -6,10 +6,14 @@ the revision the schema must be at is read from the migrations once per process.
 
 from __future__ import annotations
 
+import logging
+
 import falcon
 import psycopg2
 
 from archive_daemon import db
+
+log = logging.getLogger("api.health")
 
 
 class Health:
@@ -31,7 +35,8 @@ class Health:
                     age = cursor.fetchone()[0]
                     report["daemon_heartbeat_age_s"] = None if age is None else round(float(age), 1)
         except psycopg2.Error as exc:
-            report["database"] = db.first_line(exc)
+            log.warning("health: database unavailable: %s", db.first_line(exc))
+            report["database"] = "unavailable"  # the details (host, user) are for the log
         healthy = report["database"] == "ok" and report["schema"] == "current"
         resp.status = falcon.HTTP_200 if healthy else falcon.HTTP_503
         resp.media = {"status": "ok" if healthy else "failing", **report}

@@ -104,7 +104,7 @@ class TarDownload:
         pairs = [tuple(n.split("/", 1)) for n in names]
         with req.context.connection.cursor() as cursor:
             cursor.execute(f"""
-                SELECT f.id, f.root, f.path, f.size FROM files f
+                SELECT f.id, f.root, f.path, f.size, f.mtime FROM files f
                 WHERE (f.id = ANY(%(ids)s) OR (f.root, f.path) IN (SELECT * FROM unnest(%(roots)s::text[], %(paths)s::text[])))
                   AND {VISIBLE} ORDER BY f.root, f.path""",
                 {"ids": ids, "roots": [p[0] for p in pairs], "paths": [p[1] for p in pairs],
@@ -130,10 +130,10 @@ def _member(name: str, size: int, mtime: float) -> bytes:
 
 def _tar(config: Config, rows: list[tuple], missing: list[str]):
     manifest = []
-    for _, root, path, _ in rows:
+    for _, root, path, size, mtime in rows:
         name = f"{root}/{path}"
         try:
-            fd, _ = open_archived(config, root, path)
+            fd, _ = open_archived(config, root, path, size, mtime)
         except falcon.HTTPNotFound:
             missing.append(name)
             continue

@@ -106,6 +106,7 @@ class ApiConfig:
     max_streams: int = 6              # downloads at once per worker process (keep below its threads)
     max_streams_per_client: int = 4   # of those, to one client (user, else address)
     db_pool_size: int = 4             # database connections per worker process
+    statement_timeout: float = 30.0   # seconds one query may run (a search too broad is cut off: 503)
 
 
 @dataclass(frozen=True)
@@ -292,7 +293,8 @@ def _read_api(api: Section, base_dir: Path) -> ApiConfig:
         stream_write_timeout=api.number("stream_write_timeout", 60.0, 1.0),
         max_streams=api.integer("max_streams", 6, 1),
         max_streams_per_client=api.integer("max_streams_per_client", 4, 1),
-        db_pool_size=api.integer("db_pool_size", 4, 1))
+        db_pool_size=api.integer("db_pool_size", 4, 1),
+        statement_timeout=api.number("statement_timeout", 30.0, 0.001))
     api.done()
     return config
 
