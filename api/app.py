@@ -19,20 +19,21 @@ from archive_daemon import db
 from archive_daemon.config import Config, load_config
 
 from .auth import Authentication
-from .database import Connection
+from .database import Connection, Request
 from .files import Download, File, Header
 from .health import Health
 from .openapi import OpenApi
 from .proxy import FrontEnd
 from .search import Files
-from .streams import Streams
+from .streams import Streams, UnreadBodies
 from .tarstream import TarDownload
 
 log = logging.getLogger("api")
 
 
 def create_app(config: Config, engine: sa.Engine) -> falcon.App:
-    app = falcon.App(middleware=[Connection(engine), FrontEnd(config.api), Authentication(config.api)])
+    app = falcon.App(request_type=Request,
+                     middleware=[UnreadBodies(), Connection(engine), FrontEnd(config.api), Authentication(config.api)])
     app.req_options.auto_parse_qs_csv = False
     app.req_options.keep_blank_qs_values = True
     app.add_route("/api/v1/files", Files(config.api))

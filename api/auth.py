@@ -19,14 +19,14 @@ class Authentication:
     def __init__(self, settings: ApiConfig):
         self.settings = settings
 
-    def _user(self, req: falcon.Request, connection) -> str | None:
+    def _user(self, req: falcon.Request) -> str | None:
         header = req.get_header("Authorization")
         if header:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise falcon.HTTPUnauthorized(title="Invalid credentials",
                                               description="Authorization: expected 'Bearer <token>'")
-            user = user_of_token(connection, token.strip())
+            user = user_of_token(req.context.connection, token.strip())
             if user is None:
                 raise falcon.HTTPUnauthorized(title="Invalid credentials",
                                               description="Authorization: the token is unknown or revoked")
@@ -36,6 +36,6 @@ class Authentication:
         return None
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        connection = req.context.connection
-        req.context.user = self._user(req, connection)
-        req.context.principals = principals_of(connection, req.context.user)
+        req.context.user = self._user(req)
+        # Anonymous callers need no database connection for this (see database.py).
+        req.context.principals = principals_of(req.context.connection, req.context.user) if req.context.user else []

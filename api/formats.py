@@ -69,7 +69,9 @@ def _votable(fields: list[str], records: list[dict]) -> bytes:
                                     dtype=str if isinstance(sample, str) else None))
     table = Table(columns) if records else Table(names=fields)
     out = io.BytesIO()
-    from_table(table).to_xml(out)
+    # astropy's C TABLEDATA writer corrupts the heap now and then (astropy issue 20419),
+    # crashing the worker later at random; its Python writer is the one it falls back to.
+    from_table(table).to_xml(out, _debug_python_based_parser=True)
     return out.getvalue()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import io
+import socket
 import threading
 
 import falcon
@@ -107,3 +108,21 @@ class FileBody(io.FileIO):
             super().close()
         finally:
             self._slot.release()
+
+
+class UnreadBodies:
+    """Middleware: a refused request's body is not waited for.
+
+    gunicorn reads whatever is left of a request's body before it reads the connection's
+    next request; from a client that sends slowly, or never, that holds a thread however
+    quickly the request was refused. So after refusing a request with a body, we stop
+    reading from its client: the answer still goes out, then the connection closes."""
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource, req_succeeded: bool) -> None:
+        has_body = req.content_length or req.get_header("Transfer-Encoding")
+        sock = req.env.get("gunicorn.socket")
+        if has_body and sock is not None and resp.status_code >= 400:
+            try:
+                sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass  # already gone

@@ -29,17 +29,34 @@ BLOCK = 512
 READ = 1 << 18
 
 
-def _body(req: falcon.Request, cap: int) -> bytes:
+def _body(req: falcon.Request, cap: int, within: float) -> bytes:
     """The request body, refused with 413 before it is parsed when it is larger than `cap`
-    (by its Content-Length, or once `cap` bytes have arrived without one)."""
+    (by its Content-Length, or once `cap` bytes have arrived without one), and with 408
+    when it has not all come within `within` seconds: a body that trickles in holds a
+    thread, however slowly each piece arrives."""
     length = req.content_length  # falcon answers 400 itself for a Content-Length that is no number
     if length is not None and length > cap:
         raise _too_large(cap)
     # Without a length the body comes chunked; gunicorn's input decodes it and ends with it.
-    data = (req.bounded_stream if length is not None else req.stream).read(cap + 1)
-    if len(data) > cap:
+    stream = req.bounded_stream if length is not None else req.stream
+    deadline = time.monotonic() + within
+    pieces, size = [], 0
+    try:
+        while size <= cap:
+            piece = stream.read(min(1 << 16, cap + 1 - size))
+            if not piece:
+                break
+            pieces.append(piece)
+            size += len(piece)
+            if time.monotonic() > deadline and size <= cap and (length is None or size < length):
+                raise TimeoutError
+    except OSError:  # the socket's own timeout (Streams.acquire set it), or the deadline
+        raise falcon.HTTPRequestTimeout(title="Request body too slow",
+                                        description=f"body: not all received within {within:g} s "
+                                                    "(api.stream_write_timeout)") from None
+    if size > cap:
         raise _too_large(cap)
-    return data
+    return b"".join(pieces)
 
 
 def _too_large(cap: int) -> falcon.HTTPContentTooLarge:
@@ -47,9 +64,9 @@ def _too_large(cap: int) -> falcon.HTTPContentTooLarge:
                                       description=f"body: at most {cap} bytes (api.max_body_bytes)")
 
 
-def _requested(req: falcon.Request, cap: int) -> tuple[list[int], list[str], bool]:
+def _requested(req: falcon.Request, cap: int, within: float) -> tuple[list[int], list[str], bool]:
     """ids and root/path names from a JSON body or a form post; and whether to gzip."""
-    data = _body(req, cap)
+    data = _body(req, cap, within)
     if req.content_type and req.content_type.startswith("application/json"):
         try:
             body = json.loads(data) if data.strip() else None
@@ -97,8 +114,18 @@ class TarDownload:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         Params(req).done()
+        # The download's slot is taken before its body is read: a body that comes slowly
+        # holds a thread as surely as a client that reads slowly, so both count alike.
+        slot = self.streams.acquire(req)
+        try:
+            resp.stream = self._answer(req, resp, slot)
+        except BaseException:
+            slot.release()
+            raise
+
+    def _answer(self, req: falcon.Request, resp: falcon.Response, slot) -> Body:
         limits = self.config.api
-        ids, names, gzip = _requested(req, limits.max_body_bytes)
+        ids, names, gzip = _requested(req, limits.max_body_bytes, limits.stream_write_timeout)
         if len(ids) + len(names) > limits.tar_max_files:
             raise bad("ids", f"at most {limits.tar_max_files} files per request (got {len(ids) + len(names)})")
         pairs = [tuple(n.split("/", 1)) for n in names]
@@ -119,7 +146,7 @@ class TarDownload:
         resp.content_type = "application/gzip" if gzip else "application/x-tar"
         resp.downloadable_as = "archive.tar.gz" if gzip else "archive.tar"
         stream = _tar(self.config, rows, missing)
-        resp.stream = Body(_gzipped(stream) if gzip else stream, self.streams.acquire(req))
+        return Body(_gzipped(stream) if gzip else stream, slot)
 
 
 def _member(name: str, size: int, mtime: float) -> bytes:

@@ -9,6 +9,7 @@ import dataclasses
 import io
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -122,3 +123,21 @@ def test_a_search_past_the_statement_timeout_is_a_503_that_says_so(archive, tmp_
         server.stop()
     assert response.status_code == 503, response.text
     assert "api.statement_timeout" in response.json()["description"]
+
+
+def test_slow_request_bodies_do_not_take_every_thread(archive, tmp_path):
+    """Tar requests whose bodies trickle in hold threads only as downloads do (a slot each,
+    api.max_streams per worker): searches and health checks still find a thread."""
+    server = ApiServer(archive["config_path"], archive["url"], tmp_path / "gunicorn.log")
+    held = []
+    try:
+        for _ in range(2 * 8 + 2):  # every thread of both workers, and more
+            connection = socket.create_connection(("127.0.0.1", server.port))
+            connection.sendall(b"POST /api/v1/download HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                               b"Content-Length: 60000\r\n\r\n{\"ids\": [")
+            held.append(connection)
+        assert server.get("/api/v1/health", timeout=8).status_code == 200
+    finally:
+        for connection in held:
+            connection.close()
+        server.stop()
