@@ -134,9 +134,9 @@ class _Gate:
     """How many chunks may be in flight to the readers.
 
     The pool feeds itself from `_chunks` in a thread of its own, which waits here while the
-    readers are full. Pool.terminate() waits for that thread, so closing the readers must
-    open the gate for good (the feeding then stops), or a load abandoned mid-way (a batch
-    the database failed) would wait for ever.
+    readers are full. Pool.terminate() waits for that thread, so a load that ends, however
+    it ends (a batch the database failed abandons it mid-way), closes its gate for good and
+    the feeding stops; otherwise the thread, and terminate(), would wait for ever.
     """
 
     def __init__(self, slots: int):
@@ -209,7 +209,8 @@ class HeaderReaders:
             for results in self._pool.imap_unordered(_worker_chunk, _chunks(root, iter(todo), CHUNK, gate)):
                 gate.leave()
                 yield from results
-        finally:
+        finally:  # finished, or abandoned: either way nothing more is to be fed
+            gate.close()
             self._gates.discard(gate)
 
     def close(self) -> None:

@@ -27,6 +27,10 @@ def read_file(path: Path) -> list[tuple[str, dt.date, str]]:
         text = path.read_text()
     except OSError as exc:
         raise ScheduleError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ScheduleError(f"{path}: not UTF-8 text") from None
+    if "\0" in text:  # PostgreSQL text cannot hold it
+        raise ScheduleError(f"{path} line {text.count(chr(10), 0, text.index(chr(0))) + 1}: contains a NUL character")
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             data = yaml.safe_load(text) or []
