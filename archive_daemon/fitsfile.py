@@ -14,6 +14,7 @@ import gzip
 import os
 import re
 import stat
+import zlib
 import warnings
 from dataclasses import dataclass, field
 
@@ -27,6 +28,8 @@ CARD = 80
 MAX_HEADER_CARDS = 100_000
 MAX_NAXIS = 999                       # the FITS standard's limit
 BITPIX_VALUES = (8, 16, 32, 64, -32, -64)
+# What reading a damaged or vanishing file raises (zlib.error: a corrupt deflate stream).
+_UNREADABLE = (OSError, EOFError, zlib.error)
 _END = b"END" + b" " * 77
 _PRINTABLE = bytes(range(0x20, 0x7F))
 _NOT_PRINTABLE = re.compile(rb"[^\x20-\x7e]")
@@ -268,7 +271,7 @@ def read_headers(path: str) -> HeaderSet:
         try:
             stream, size = _stream(handle)
             raw = _read_header_bytes(stream, "primary")
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except _UNREADABLE as exc:
             raise BadFile(f"cannot read: {exc}") from None
         if raw is None:
             raise BadFile("empty file")
@@ -292,7 +295,7 @@ def read_headers(path: str) -> HeaderSet:
             except BadFile as exc:
                 notes.append(str(exc))
                 ext_raw = None
-            except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            except _UNREADABLE as exc:
                 notes.append(f"first extension unreadable: {exc}")
                 ext_raw = None
             if ext_raw is not None and ext_raw.startswith(b"XTENSION="):

@@ -65,7 +65,7 @@ class Summary:
         for path, reason in self.failed_unchanged:
             print(f"  failed (unchanged since the last attempt): {path}: {reason}", file=out)
         for directory, why in self.problems.unreadable:
-            print(f"  unreadable: {directory or '.'}: {why}", file=out)
+            print(f"  unreadable: {store.storable(directory) or '.'}: {why}", file=out)
         for message in self.withheld:
             print(f"  not removed: {message}", file=out)
 

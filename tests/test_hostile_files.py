@@ -8,6 +8,7 @@ with its reason, and a row the database refuses is a failure of that row alone.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import os
 import time
 import zlib
@@ -136,6 +137,16 @@ def test_a_gzip_bomb_without_end_is_refused_within_the_header_limit(engine, conf
     assert time.monotonic() - started < 10
     assert failures(engine)[f"{NIGHT}/bomb.fits.gz"] == (
         "no END card in the first 100000 cards of the primary header (the most the archive reads)")
+
+
+def test_a_gzip_stream_corrupt_inside_is_a_failure_with_its_reason(engine, config, archive_root):
+    plain = image(archive_root / "made.fits").read_bytes()
+    packed = bytearray(gzip.compress(plain))
+    packed[len(packed) // 2:len(packed) // 2 + 40] = b"\xff" * 40
+    (archive_root / NIGHT).mkdir(parents=True)
+    (archive_root / NIGHT / "bad.fits.gz").write_bytes(bytes(packed))
+    run(engine, config, NIGHT)
+    assert failures(engine)[f"{NIGHT}/bad.fits.gz"].startswith("cannot read: ")
 
 
 def test_the_header_kept_is_cut_at_the_configured_number_of_cards(engine, tmp_path, archive_root):
