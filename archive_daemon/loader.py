@@ -190,7 +190,6 @@ class HeaderReaders:
         self.rules = rules
         self.workers = workers
         self._pool = None
-        self._gates: set[_Gate] = set()
         if workers > 1:
             self._pool = multiprocessing.get_context(start_method).Pool(workers, initializer=_init_worker,
                                                                         initargs=(config, rules))
@@ -204,18 +203,14 @@ class HeaderReaders:
             return
         # Enough work in flight for the workers to go on while a batch is being written.
         gate = _Gate(max(self.workers * CHUNKS_PER_WORKER, 2 * self.config.ingest.batch_size // CHUNK))
-        self._gates.add(gate)
         try:
             for results in self._pool.imap_unordered(_worker_chunk, _chunks(root, iter(todo), CHUNK, gate)):
                 gate.leave()
                 yield from results
         finally:  # finished, or abandoned: either way nothing more is to be fed
             gate.close()
-            self._gates.discard(gate)
 
     def close(self) -> None:
-        for gate in self._gates:
-            gate.close()
         if self._pool is not None:
             self._pool.terminate()
             self._pool.join()
@@ -284,13 +279,14 @@ class Batch:
         if kind == "gone":
             self.vanished.append(entry.path)
             return
-        key = (self.root, entry.path, entry.size, store.mtime_of(entry.mtime_us))
+        mtime = store.mtime_of(entry.mtime_us)
         if line is not None:
             self.lines.append(line)
-            self.keys.append(key)
+            self.keys.append((self.root, entry.path, entry.size, mtime))
             self.kinds.append(kind)
         else:
-            self.failures.append((*key[:1], store.failure_path(entry.path), *key[2:], store.storable(reason)))
+            self.failures.append((self.root, store.failure_path(entry.path), entry.size, mtime,
+                                  store.storable(reason)))
 
     def write(self, connection) -> Written:
         """One transaction; on an error nothing of the batch is written and it can be tried again.
@@ -300,10 +296,10 @@ class Batch:
             store.delete_files(connection, self.root, self.vanished)
         refused = store.write_batch(connection, self.lines, self.keys, self.failures,
                                     all_new=set(self.kinds) == {"new"})
-        refused_paths = {path for _, path, *_ in refused}
         written = Written(failed=[(path, reason) for _, path, _, _, reason in [*self.failures, *refused]],
                           removed=self.vanished)
-        for kind, (_, path, *_) in zip(self.kinds, self.keys):
+        refused_paths = {path for _, path, _, _, _ in refused}
+        for kind, (_, path, _, _) in zip(self.kinds, self.keys):
             if store.failure_path(path) not in refused_paths:
                 written.updated += kind == "changed"
                 written.new += kind != "changed"  # new, or a failed file now archived
