@@ -96,12 +96,12 @@ def storable(text: str, limit: int | None = None) -> str:
         text = raw.decode("utf-8", "backslashreplace")
     text = text.replace("\0", "?")
     if limit is not None and len(text.encode()) > limit:
-        text = text.encode()[:limit].decode("utf-8", "ignore") + "..."
+        text = text.encode()[:limit - 3].decode("utf-8", "ignore") + "..."  # so that storable(storable(t)) == storable(t)
     return text
 
 
 def failure_path(path: str) -> str:
-    """The path a failure is recorded under (see storable)."""
+    """The path a failure is recorded under (see storable); a stored path is its own."""
     return storable(path, MAX_STORED_PATH)
 
 
@@ -205,7 +205,8 @@ def _copy_new(cursor, lines: Sequence[str]) -> bool:
 def delete_files(connection, root: str, paths: Sequence[str]) -> None:
     """Forget files that are gone from disk: their rows and any failure records."""
     if paths:
+        stored = [failure_path(p) for p in paths]  # a name that is not UTF-8 is recorded escaped
         with connection.cursor() as cursor:
             for table in ("files", "ingest_failures"):
-                cursor.execute(f"DELETE FROM {table} WHERE root = %s AND path = ANY(%s)", (root, list(paths)))
+                cursor.execute(f"DELETE FROM {table} WHERE root = %s AND path = ANY(%s)", (root, stored))
     connection.commit()

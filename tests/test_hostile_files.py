@@ -189,7 +189,7 @@ def test_a_row_the_database_refuses_is_a_failure_of_that_row_alone(engine, confi
     assert summary.new == 3 and len(summary.failed) == 1
     (path, reason), = failed.items()
     assert reason.startswith("the database refused the row: index row size")
-    assert path.endswith("...") and len(path.encode()) < 2100
+    assert path.endswith("...") and len(path.encode()) <= 2000
 
 
 def test_a_file_that_vanishes_before_it_is_read_is_dropped_not_failed(engine, config, archive_root):
@@ -278,3 +278,30 @@ def test_run_records_a_broken_file_whose_mtime_is_in_the_future(daemon, engine, 
     os.utime(path, (future, future))
     wait_until(lambda: failures(engine), what="the failure recorded")
     assert failures(engine)[f"{TONIGHT}/future.fits"].startswith("not a FITS file")
+
+
+def test_run_forgets_a_file_with_a_name_that_is_not_utf8_once_it_is_deleted(daemon, engine, archive_root):
+    daemon.start()
+    directory = archive_root / TONIGHT
+    made = image(archive_root.parent / "made" / "x.fits")
+    bad = os.fsencode(directory) + b"/caf\xe9.fits"
+    directory.mkdir(parents=True)
+    os.rename(made, bad)
+    wait_until(lambda: failures(engine), what="the failure recorded")
+    os.unlink(bad)
+    wait_until(lambda: not failures(engine), what="the failure forgotten")
+    image(directory / "later.fits")
+    wait_until(lambda: f"{TONIGHT}/later.fits" in rows(engine), what="a file written afterwards")
+    assert daemon.process.poll() is None
+
+
+def test_run_is_not_blocked_by_a_fifo_named_like_a_data_file(daemon, engine, archive_root):
+    directory = archive_root / TONIGHT
+    directory.mkdir(parents=True)
+    os.mkfifo(directory / "r1.fits")
+    image(directory / "r2.fits")
+    daemon.start()
+    wait_until(lambda: f"{TONIGHT}/r2.fits" in rows(engine), what="the file beside the FIFO")
+    image(directory / "r3.fits")
+    wait_until(lambda: f"{TONIGHT}/r3.fits" in rows(engine), what="a file written afterwards")
+    assert f"{TONIGHT}/r1.fits" not in rows(engine)
