@@ -59,7 +59,7 @@ def mtime_of(mtime_us: int) -> dt.datetime:
 
 def prefix_clause(prefix: str, column: str = "path") -> tuple[str, dict]:
     """A condition (and its parameters) for a path and everything below it, as an index range."""
-    prefix = prefix.strip("/")
+    prefix = failure_path(prefix.strip("/"))  # a directory whose name is not UTF-8 is recorded escaped
     if not prefix:
         return "true", {}
     # '0' follows '/' in byte order: [prefix/, prefix0) is everything below the prefix.

@@ -305,3 +305,30 @@ def test_run_is_not_blocked_by_a_fifo_named_like_a_data_file(daemon, engine, arc
     image(directory / "r3.fits")
     wait_until(lambda: f"{TONIGHT}/r3.fits" in rows(engine), what="a file written afterwards")
     assert f"{TONIGHT}/r1.fits" not in rows(engine)
+
+
+def test_run_rescans_a_directory_renamed_to_a_name_that_is_not_utf8(daemon, engine, archive_root):
+    night = archive_root / TONIGHT
+    image(night / "a" / "r1.fits")
+    daemon.start()
+    wait_until(lambda: f"{TONIGHT}/a/r1.fits" in rows(engine), what="the file")
+    os.rename(night / "a", os.fsencode(night) + b"/caf\xe9")
+    wait_until(lambda: failures(engine), what="the moved file recorded")
+    assert failures(engine) == {f"{TONIGHT}/caf\\xe9/r1.fits": "the file name is not valid UTF-8"}
+    image(night / "later.fits")
+    wait_until(lambda: f"{TONIGHT}/later.fits" in rows(engine), what="a file written afterwards")
+    assert daemon.process.poll() is None and "Traceback" not in daemon.log()
+
+
+def test_run_survives_an_override_file_in_a_directory_that_is_not_utf8(daemon, engine, archive_root):
+    night = archive_root / TONIGHT
+    odd = os.fsencode(night) + b"/caf\xe9"
+    os.makedirs(odd)
+    daemon.start()
+    daemon.wait_status("files in")
+    with open(odd + b"/override.access", "w") as rules:
+        rules.write("r* public\n")
+    image(night / "later.fits")
+    wait_until(lambda: f"{TONIGHT}/later.fits" in rows(engine), what="a file written afterwards")
+    time.sleep(1)
+    assert daemon.process.poll() is None and "Traceback" not in daemon.log()
