@@ -14,8 +14,8 @@ import gzip
 import os
 import re
 import stat
-import zlib
 import warnings
+import zlib
 from dataclasses import dataclass, field
 
 from astropy.io import fits
@@ -182,30 +182,20 @@ def _parse(raw: bytes, notes: list[str], what: str) -> Cards:
     return Cards(raw.decode("ascii"))
 
 
-def _count(header: Cards, key: str, default: int | None, allowed) -> int:
+def _count(header: Cards, key: str, default: int | None, allowed, rule: str) -> int:
+    """A whole-number structural keyword, refused (BadFile) unless `allowed(value)`."""
     value = header.get(key, default)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadFile(f"unreadable header: {key} missing or not a whole number")
     if not allowed(value):
-        raise BadFile(f"unreadable header: {key} = {value} ({allowed.__doc__})")
+        raise BadFile(f"unreadable header: {key} = {value} ({rule})")
     return value
 
 
-def _axes(value: int) -> bool:
-    """the standard allows 0 to 999"""
-    return 0 <= value <= MAX_NAXIS
-
-
-def _bitpix(value: int) -> bool:
-    """must be 8, 16, 32, 64, -32 or -64"""
-    return value in BITPIX_VALUES
-
-
-def _natural(value: int) -> bool:
-    """must be 0 or more"""
-    return value >= 0
+def _natural(header: Cards, key: str, default: int) -> int:
+    return _count(header, key, default, lambda v: v >= 0, "must be 0 or more")
 
 
 def data_size(header: Cards) -> int:
@@ -214,18 +204,18 @@ def data_size(header: Cards) -> int:
     Values no real file has (NAXIS = 10^11, a negative axis) are refused here, before they
     cost anything: the loop over the axes is bounded by the standard's 999.
     """
-    naxis = _count(header, "NAXIS", 0, _axes)
+    naxis = _count(header, "NAXIS", 0, lambda v: 0 <= v <= MAX_NAXIS, f"the standard allows 0 to {MAX_NAXIS}")
     if naxis == 0:
         return 0
-    bitpix = abs(_count(header, "BITPIX", None, _bitpix))
-    dims = [_count(header, f"NAXIS{i}", 0, _natural) for i in range(1, naxis + 1)]
+    bitpix = abs(_count(header, "BITPIX", None, BITPIX_VALUES.__contains__, "must be 8, 16, 32, 64, -32 or -64"))
+    dims = [_natural(header, f"NAXIS{i}", 0) for i in range(1, naxis + 1)]
     if header.get("GROUPS") is True and dims and dims[0] == 0:
         dims = dims[1:]
     count = 1
     for d in dims:
         count *= d
-    pcount = _count(header, "PCOUNT", 0, _natural)
-    gcount = _count(header, "GCOUNT", 1, _natural)
+    pcount = _natural(header, "PCOUNT", 0)
+    gcount = _natural(header, "GCOUNT", 1)
     return bitpix * gcount * (pcount + count) // 8
 
 
