@@ -23,7 +23,7 @@ from . import db, demo, principals, schedule
 from .access import Facts
 from .recompute import FACT_COLUMNS, recompute
 from .schedule import current_rules
-from .store import rule_text
+from .store import failure_path, rule_text
 from .config import Config, ConfigError, load_config
 from .devdb import DevDB, DevDBError
 from .loader import ingest
@@ -106,7 +106,7 @@ def cmd_access(config: Config, args) -> int:
     root, rel = config.root_for(Path(os.path.abspath(args.path)))
     with connection.cursor() as cursor:
         cursor.execute(f"""SELECT {FACT_COLUMNS}, public_date, grants, frame_type, access_rule
-                           FROM files WHERE root = %s AND path = %s""", (root.name, rel))
+                           FROM files WHERE root = %s AND path = %s""", (root.name, failure_path(rel)))
         row = cursor.fetchone()
     if row is None:
         raise UsageError(f"{args.path}: not in the archive (root {root.name}, path {rel})")

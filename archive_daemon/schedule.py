@@ -29,8 +29,6 @@ def read_file(path: Path) -> list[tuple[str, dt.date, str]]:
         raise ScheduleError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise ScheduleError(f"{path}: not UTF-8 text") from None
-    if "\0" in text:  # PostgreSQL text cannot hold it
-        raise ScheduleError(f"{path} line {text.count(chr(10), 0, text.index(chr(0))) + 1}: contains a NUL character")
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             data = yaml.safe_load(text) or []
@@ -49,6 +47,8 @@ def read_file(path: Path) -> list[tuple[str, dt.date, str]]:
     for where, fields in rows:
         if len(fields) != 3 or not all(str(f or "").strip() for f in fields):
             raise ScheduleError(f"{path} {where}: expected telescope, night, program")
+        if any("\0" in str(f) for f in fields):  # PostgreSQL text cannot hold it
+            raise ScheduleError(f"{path} {where}: contains a NUL character")
         telescope, night, program = (str(f).strip() if not isinstance(f, dt.date) else f for f in fields)
         try:
             night = night if isinstance(night, dt.date) else dt.date.fromisoformat(night)

@@ -147,13 +147,17 @@ def test_ingest_of_a_fifo_does_not_block(database_url, tmp_path, archive_root):
     assert "failed: r1.fits: not a regular file" in result.stdout
 
 
-def test_a_nul_in_a_schedule_is_one_line_naming_it(database_url, tmp_path, archive_root):
-    schedule = tmp_path / "schedule.csv"
-    schedule.write_bytes(b"telescope,night,program\nShane,2024-03-04,2024A-\x0017\n")
+@pytest.mark.parametrize("name, content, where", [
+    ("schedule.csv", b"telescope,night,program\nShane,2024-03-04,2024A-\x0017\n", "line 2"),
+    ("schedule.yaml", b'- {telescope: Shane, night: 2024-03-04, program: "2024A-\\017"}\n', "entry 1"),
+])
+def test_a_nul_in_a_schedule_is_one_line_naming_it(database_url, tmp_path, archive_root, name, content, where):
+    schedule = tmp_path / name
+    schedule.write_bytes(content)
     result = cli("--config", str(write_config(tmp_path, archive_root)), "schedule", "load", str(schedule),
                  database_url=database_url)
     assert result.returncode == 2
-    assert "line 2" in result.stderr and "NUL" in result.stderr
+    assert f"{where}: contains a NUL character" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
@@ -181,3 +185,14 @@ def test_the_database_stopping_mid_ingest_is_one_line_and_exit_2(own_cluster, tm
 def _count(engine) -> int:
     with engine.connect() as connection:
         return connection.exec_driver_sql("SELECT count(*) FROM files").scalar()
+
+
+def test_access_explain_of_a_name_that_is_not_utf8_is_one_line(database_url, tmp_path, archive_root):
+    image(archive_root / "a.fits")
+    os.rename(archive_root / "a.fits", os.fsencode(archive_root) + b"/caf\xe9.fits")
+    config = str(write_config(tmp_path, archive_root))
+    cli("--config", config, "ingest", str(archive_root), database_url=database_url)
+    result = subprocess.run([ARCHIVE, "--config", config, "access", "explain", os.fsencode(archive_root) + b"/caf\xe9.fits"],
+                            capture_output=True, text=True, timeout=60, env={**os.environ, "ARCHIVE_DATABASE_URL": database_url})
+    assert result.returncode == 2
+    assert "not in the archive (root data, path caf" in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -63,6 +63,7 @@ def test_an_equinox_that_makes_the_position_nan_costs_the_position_not_the_batch
     ({"DATE-OBS": "'9999-12-31T23:59:59'"}, "obs_start", "is outside the years the archive accepts"),
     ({"DATE-OBS": "'0001-01-01T00:00:00'"}, "obs_start", "is outside the years the archive accepts"),
     ({"DATE-OBS": "'9999-12-31T24:00:00'"}, "obs_start", "is not a date"),
+    ({"DATE-OBS": "'99999-01-01T00:00:00'"}, "obs_start", "is not a date"),
 ])
 def test_one_absurd_value_is_noted_and_the_file_archived_without_it(engine, tmp_path, archive_root, cards, column, note):
     # Off the night layout, so that no night directory judges the dates first.
