@@ -1,24 +1,29 @@
 """`archive-daemon`: a thin command line over functions the tests call directly.
 
 Exit status: 0 success, 1 some files could not be archived, 2 usage, configuration or
-database error. Errors a user can cause print one line, never a traceback.
+database error (the database unreachable, or lost on the way), 3 `devdb status` when the
+embedded database is not running, 70 an internal error (a bug), 130 interrupted. Errors a
+user can cause print one line, never a traceback; so does a bug, with where it happened.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 
+import psycopg2
 import sqlalchemy as sa
 
 from . import db, demo, principals, schedule
 from .access import Facts
 from .recompute import FACT_COLUMNS, recompute
 from .schedule import current_rules
-from .store import rule_text
+from .store import failure_path, rule_text
 from .config import Config, ConfigError, load_config
 from .devdb import DevDB, DevDBError
 from .loader import ingest
@@ -51,7 +56,7 @@ def cmd_ingest(config: Config, args) -> int:
     by_root: dict[str, list[str]] = {}
     for raw in args.paths:
         path = Path(os.path.abspath(raw))
-        if not path.exists():
+        if not os.path.lexists(path):  # a dangling link is there, to be recorded as not archived
             raise UsageError(f"{raw}: no such file or directory")
         root, rel = config.root_for(path, args.root)
         by_root.setdefault(root.name, []).append(rel)
@@ -101,7 +106,7 @@ def cmd_access(config: Config, args) -> int:
     root, rel = config.root_for(Path(os.path.abspath(args.path)))
     with connection.cursor() as cursor:
         cursor.execute(f"""SELECT {FACT_COLUMNS}, public_date, grants, frame_type, access_rule, night
-                           FROM files WHERE root = %s AND path = %s""", (root.name, rel))
+                           FROM files WHERE root = %s AND path = %s""", (root.name, failure_path(rel)))
         row = cursor.fetchone()
     if row is None:
         raise UsageError(f"{args.path}: not in the archive (root {root.name}, path {rel})")
@@ -267,18 +272,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # A lost database is reported below in one line; the pool's own complaint, as it drops
+    # the dead connections, would be a traceback on top.
+    logging.getLogger("sqlalchemy.pool").addHandler(logging.NullHandler())
     try:
         config = load_config(args.config)
         return args.handler(config, args)
     except (ConfigError, UsageError, db.DatabaseError, DevDBError) as exc:
         print(f"archive-daemon: error: {exc}", file=sys.stderr)
         return 2
-    except sa.exc.OperationalError as exc:
+    except (sa.exc.OperationalError, psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
         print(f"archive-daemon: database error: {db.first_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("archive-daemon: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: one line that says where, not a traceback
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        print(f"archive-daemon: internal error at {os.path.basename(where.filename)}:{where.lineno}: "
+              f"{type(exc).__name__}: {db.first_line(exc)}", file=sys.stderr)
+        return 70
 
 
 if __name__ == "__main__":

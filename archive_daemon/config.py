@@ -77,6 +77,7 @@ class AccessConfig:
 class IngestConfig:
     workers: int = 0  # 0: one per core
     batch_size: int = 500
+    max_header_cards: int = 10000  # of a file's header kept in the database
 
     @property
     def worker_count(self) -> int:
@@ -325,7 +326,8 @@ def load_config(explicit: str | None = None) -> Config:
             raise ConfigError(f"{source}: roots: the name {name!r} is used twice")
 
     ingest = top.section("ingest")
-    ingest_config = IngestConfig(workers=ingest.integer("workers", 0), batch_size=ingest.integer("batch_size", 500, 1))
+    ingest_config = IngestConfig(workers=ingest.integer("workers", 0), batch_size=ingest.integer("batch_size", 500, 1),
+                                 max_header_cards=ingest.integer("max_header_cards", 10000, 1))
     ingest.done()
     daemon = top.section("daemon")
     daemon_config = DaemonConfig(reconcile_interval=daemon.number("reconcile_interval", 3600.0, minimum=1.0),

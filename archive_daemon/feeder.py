@@ -109,24 +109,21 @@ class Feeder:
         root = self.settler.roots[root_name]
         keys = [k for k in self.todo if k[0] == root_name][: self.config.ingest.batch_size]
         entries = [("changed", self.todo[k]) for k in keys]
-        batch, loaded, failed, now = Batch(), 0, [], time.time()
+        batch, now = Batch(root_name), time.time()
         for kind, entry, line, reason in self.readers.load(root, entries):
-            if line is None and now - entry.mtime_us / 1e6 < root.settle_seconds:
-                # Bad now, but written moments ago: more may be on its way. Never recorded
-                # as a failure while it grows; it is read again once it has settled.
+            if line is None and abs(now - entry.mtime_us / 1e6) < root.settle_seconds:
+                # Bad now, but written moments ago (or dated ahead by a clock that is off):
+                # more may be on its way. Never recorded as a failure while it grows; it is
+                # read again once it has settled.
                 self.settler.touched(root_name, entry.path)
                 continue
-            batch.add(root_name, kind, entry, line, reason)
-            if line is None:
-                failed.append((entry.path, reason))
-            else:
-                loaded += 1
-        batch.write(connection)
+            batch.add(kind, entry, line, reason)
+        written = batch.write(connection)
         for key in keys:
             self.todo.pop(key, None)
-        self.loaded += loaded
-        self.failed += len(failed)
-        for path, reason in failed:
+        self.loaded += written.new + written.updated
+        self.failed += len(written.failed)
+        for path, reason in written.failed:
             log.warning("%s/%s not archived: %s", root_name, path, reason,
                         extra={"ROOT": root_name, "FILE_PATH": path, "REASON": reason})
 

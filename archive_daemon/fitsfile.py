@@ -9,16 +9,27 @@ header has to be rebuilt from the binary table that stores them.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import re
+import stat
 import warnings
+import zlib
 from dataclasses import dataclass, field
 
 from astropy.io import fits
 
 BLOCK = 2880
 CARD = 80
+# The most header one HDU may have: far beyond any real header (which has a few hundred
+# cards, a few thousand with long histories), and a bound on what a file whose header never
+# ends (a gzip bomb of blanks, say) costs to read.
+MAX_HEADER_CARDS = 100_000
+MAX_NAXIS = 999                       # the FITS standard's limit
+BITPIX_VALUES = (8, 16, 32, 64, -32, -64)
+# What reading a damaged or vanishing file raises (zlib.error: a corrupt deflate stream).
+_UNREADABLE = (OSError, EOFError, zlib.error)
 _END = b"END" + b" " * 77
 _PRINTABLE = bytes(range(0x20, 0x7F))
 _NOT_PRINTABLE = re.compile(rb"[^\x20-\x7e]")
@@ -40,6 +51,10 @@ _MAGIC = {
 
 class BadFile(Exception):
     """The file cannot be archived; str(exc) is the reason shown to operators."""
+
+
+class Vanished(Exception):
+    """The file was deleted after it was listed: nothing to archive, nothing failed."""
 
 
 class Cards:
@@ -149,6 +164,9 @@ def _read_header_bytes(stream, what: str) -> bytes | None:
     """Header blocks up to and including the END card; None at a clean end of file."""
     blocks = []
     while True:
+        if len(blocks) * BLOCK >= MAX_HEADER_CARDS * CARD:
+            raise BadFile(f"no END card in the first {MAX_HEADER_CARDS} cards of the {what} header "
+                          "(the most the archive reads)")
         block = stream.read(BLOCK)
         if not block:
             if not blocks:
@@ -184,56 +202,86 @@ def _parse(raw: bytes, notes: list[str], what: str) -> Cards:
     return Cards(raw.decode("ascii"))
 
 
+def _count(header: Cards, key: str, default: int | None, allowed, rule: str) -> int:
+    """A whole-number structural keyword, refused (BadFile) unless `allowed(value)`."""
+    value = header.get(key, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadFile(f"unreadable header: {key} missing or not a whole number")
+    if not allowed(value):
+        raise BadFile(f"unreadable header: {key} = {value} ({rule})")
+    return value
+
+
+def _natural(header: Cards, key: str, default: int) -> int:
+    return _count(header, key, default, lambda v: v >= 0, "must be 0 or more")
+
+
 def data_size(header: Cards) -> int:
-    """Bytes of data that follow a header, from BITPIX, NAXISn, PCOUNT and GCOUNT."""
-    try:
-        naxis = int(header.get("NAXIS", 0))
-        if naxis == 0:
-            return 0
-        bitpix = abs(int(header.get("BITPIX")))
-        dims = [int(header.get(f"NAXIS{i}", 0)) for i in range(1, naxis + 1)]
-        if header.get("GROUPS") is True and dims and dims[0] == 0:
-            dims = dims[1:]
-        count = 1
-        for d in dims:
-            count *= d
-        pcount = int(header.get("PCOUNT", 0))
-        gcount = int(header.get("GCOUNT", 1))
-    except (ValueError, TypeError):
-        raise BadFile("unreadable header: BITPIX or NAXISn missing or not a number") from None
+    """Bytes of data that follow a header, from BITPIX, NAXISn, PCOUNT and GCOUNT.
+
+    Values no real file has (NAXIS = 10^11, a negative axis) are refused here, before they
+    cost anything: the loop over the axes is bounded by the standard's 999.
+    """
+    naxis = _count(header, "NAXIS", 0, lambda v: 0 <= v <= MAX_NAXIS, f"the standard allows 0 to {MAX_NAXIS}")
+    if naxis == 0:
+        return 0
+    bitpix = abs(_count(header, "BITPIX", None, BITPIX_VALUES.__contains__, "must be 8, 16, 32, 64, -32 or -64"))
+    dims = [_natural(header, f"NAXIS{i}", 0) for i in range(1, naxis + 1)]
+    if header.get("GROUPS") is True and dims and dims[0] == 0:
+        dims = dims[1:]
+    count = 1
+    for d in dims:
+        count *= d
+    pcount = _natural(header, "PCOUNT", 0)
+    gcount = _natural(header, "GCOUNT", 1)
     return bitpix * gcount * (pcount + count) // 8
 
 
-def _compressed_image_header(path: str) -> Cards:
+def _compressed_image_header(handle) -> Cards:
+    handle.seek(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with fits.open(path, lazy_load_hdus=True, memmap=False) as hdul:
-            return Cards(hdul[1].header.tostring())
+        with fits.open(handle, lazy_load_hdus=True, memmap=False) as hdul:
+            return Cards(printable(hdul[1].header.tostring().encode("ascii", "replace")))
 
 
 def _open(path: str):
-    """A binary stream over the file and the file's size (None when compressed)."""
-    handle = open(path, "rb")
-    if path.endswith(".gz") or handle.read(2) == b"\x1f\x8b":
-        handle.close()
-        return gzip.open(path, "rb"), None
+    """The file, opened without following a symbolic link and without blocking on a FIFO;
+    raises BadFile unless it is a regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BadFile("symbolic links are not archived") from None
+        if exc.errno == errno.ENOENT:
+            raise Vanished() from None
+        raise BadFile(f"cannot open: {exc.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise BadFile("is a directory, not a file" if stat.S_ISDIR(mode) else "not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def _stream(handle):
+    """A binary stream over the file's contents and the file's size (None when compressed)."""
+    if handle.read(2) == b"\x1f\x8b":
+        handle.seek(0)
+        return gzip.GzipFile(fileobj=handle, mode="rb"), None
     handle.seek(0)
     return handle, os.fstat(handle.fileno()).st_size
 
 
 def read_headers(path: str) -> HeaderSet:
     """Read the headers of one file; raises BadFile with a specific reason."""
-    try:
-        stream, size = _open(path)
-    except IsADirectoryError:
-        raise BadFile("is a directory, not a file") from None
-    except OSError as exc:
-        raise BadFile(f"cannot open: {exc.strerror}") from None
     notes: list[str] = []
-    with stream:
+    with _open(path) as handle:
         try:
+            stream, size = _stream(handle)
             raw = _read_header_bytes(stream, "primary")
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except _UNREADABLE as exc:
             raise BadFile(f"cannot read: {exc}") from None
         if raw is None:
             raise BadFile("empty file")
@@ -257,7 +305,7 @@ def read_headers(path: str) -> HeaderSet:
             except BadFile as exc:
                 notes.append(str(exc))
                 ext_raw = None
-            except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            except _UNREADABLE as exc:
                 notes.append(f"first extension unreadable: {exc}")
                 ext_raw = None
             if ext_raw is not None and ext_raw.startswith(b"XTENSION="):
@@ -265,7 +313,7 @@ def read_headers(path: str) -> HeaderSet:
                 texts.append(extension.text)
                 if extension.get("ZIMAGE") is True:
                     try:
-                        extension = _compressed_image_header(path)
+                        extension = _compressed_image_header(handle)
                     except Exception as exc:
                         notes.append(f"compressed image header unreadable: {exc}")
     return HeaderSet(primary, extension, "".join(texts), notes)

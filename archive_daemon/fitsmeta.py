@@ -82,6 +82,10 @@ def _observation_start(reader: _Reader, night: dt.date | None) -> tuple[dt.datet
             reader.notes.append(f"{key} {value!r} is not a date: ignored")
             continue
         when, has_time = parsed
+        if not obstime.accepted(when):
+            reader.notes.append(f"{key} {value!r} is outside the years the archive accepts "
+                                f"({obstime.FIRST_YEAR} to {obstime.LAST_YEAR}): ignored")
+            continue
         source = key
         if not has_time:
             time_key, time_value = reader.first(keywords.time)
@@ -106,6 +110,11 @@ def _observation_start(reader: _Reader, night: dt.date | None) -> tuple[dt.datet
     return None, None
 
 
+# A longer exposure is a broken value, not a long observation: the deepest stacks add up to
+# about 10^6 s. The bound keeps the observation's end a date that exists.
+MAX_EXPOSURE = 1e8
+
+
 def _exposure(reader: _Reader) -> float | None:
     key, value = reader.first(reader.keywords.exptime)
     if key is None:
@@ -120,7 +129,7 @@ def _exposure(reader: _Reader) -> float | None:
     coadd_key, coadds = reader.first(reader.keywords.coadds)
     if coadd_key is not None and isinstance(coadds, (int, float)) and coadds > 0:
         seconds *= coadds
-    if not math.isfinite(seconds) or seconds < 0:
+    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_EXPOSURE):
         reader.notes.append(f"{key} {value!r} is not a valid exposure time: ignored")
         return None
     return seconds
@@ -138,26 +147,26 @@ def _position(reader: _Reader, meta: Metadata) -> None:
     footprint = None
     try:
         footprint = skypos.wcs_footprint(wcs_header)
+        if footprint is not None:
+            meta.footprint, _ = skypos.to_icrs(footprint[1], *wcs_frame)
     except skypos.PositionError as exc:
         meta.notes.append(str(exc))
-    if footprint is not None:
-        meta.footprint, _ = skypos.to_icrs(footprint[1], *wcs_frame)
 
     ra_key, ra_value = reader.first(keywords.ra)
     dec_key, dec_value = reader.first(keywords.dec)
-    if ra_key is not None and dec_key is not None:
-        try:
+    try:
+        if ra_key is not None and dec_key is not None:
             point = skypos.parse_radec(ra_value, dec_value, keywords.ra_unit, keywords.dec_unit)
-        except skypos.PositionError as exc:
-            meta.notes.append(f"{exc}: stored without a position")
+            converted, note = skypos.to_icrs([point], radesys, equinox)
+            if note:
+                meta.notes.append(note)
+        elif footprint is not None:
+            converted, _ = skypos.to_icrs([footprint[0]], *wcs_frame)
+            meta.notes.append("position from the WCS (no RA/DEC keywords)")
+        else:
             return
-        converted, note = skypos.to_icrs([point], radesys, equinox)
-        if note:
-            meta.notes.append(note)
-    elif footprint is not None:
-        converted, _ = skypos.to_icrs([footprint[0]], *wcs_frame)
-        meta.notes.append("position from the WCS (no RA/DEC keywords)")
-    else:
+    except skypos.PositionError as exc:
+        meta.notes.append(f"{exc}: stored without a position")
         return
     meta.ra, meta.dec = converted[0]
 

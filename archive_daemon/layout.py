@@ -6,6 +6,8 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
+from .obstime import accepted
+
 _NIGHT = re.compile(r"(?:^|/)(\d{4})-(\d{2})/(\d{2})/([^/]+)/")
 
 
@@ -22,6 +24,8 @@ def placement(relpath: str) -> Placement:
         return Placement(None, None)
     year, month, day, instrument = match.groups()
     try:
-        return Placement(dt.date(int(year), int(month), int(day)), instrument)
+        night = dt.date(int(year), int(month), int(day))
     except ValueError:
         return Placement(None, instrument)
+    # A directory named for year 1 or 9999 is no night: dates derived from it would overflow.
+    return Placement(night if accepted(night) else None, instrument)

@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Iterator
 
 from . import access, rulesources, store
 from .config import Config, RootConfig
-from .fitsfile import BadFile, read_headers
+from .fitsfile import CARD, BadFile, Vanished, read_headers
 from .fitsmeta import extract
 from .skypos import spoint_literal, spoly_literal
 from .deletions import guard
@@ -46,6 +46,13 @@ class Summary:
     rules_changed: list[str] = field(default_factory=list)  # directories to decide again
     rule_errors: list[str] = field(default_factory=list)    # why directories scanned fail closed
 
+    def add(self, written: "Written") -> None:
+        """Count what one batch wrote."""
+        self.new += written.new
+        self.updated += written.updated
+        self.failed += written.failed
+        self.removed += len(written.removed)
+
     @property
     def ok(self) -> bool:
         return not (self.failed or self.failed_unchanged or self.problems.unreadable or self.withheld
@@ -63,7 +70,7 @@ class Summary:
         for path, reason in self.failed_unchanged:
             print(f"  failed (unchanged since the last attempt): {path}: {reason}", file=out)
         for directory, why in self.problems.unreadable:
-            print(f"  unreadable: {directory or '.'}: {why}", file=out)
+            print(f"  unreadable: {store.storable(directory) or '.'}: {why}", file=out)
         for message in self.withheld:
             print(f"  not removed: {message}", file=out)
         for error in self.rule_errors:
@@ -71,11 +78,16 @@ class Summary:
 
 
 def load_row(root: RootConfig, entry: DiskEntry, config: Config, rules: access.Rules) -> tuple:
-    """The database row of one file (store.FILE_COLUMNS order); raises BadFile."""
+    """The database row of one file (store.FILE_COLUMNS order); raises BadFile or Vanished."""
     if entry.refusal:
         raise BadFile(entry.refusal)  # the scan saw a link or a special file: never opened
+    try:
+        entry.path.encode("utf-8")
+    except UnicodeEncodeError:  # os.fsdecode keeps such bytes as lone surrogates
+        raise BadFile("the file name is not valid UTF-8") from None
     headers = read_headers(os.path.join(root.path, entry.path))
     meta = extract(headers, entry.path, config.instruments, config.keywords)
+    header_text = kept_header(headers.text, config.ingest.max_header_cards, meta.notes)
     mtime = store.mtime_of(entry.mtime_us)
     facts = access.Facts(entry.path, meta.telescope, meta.instrument, meta.frame_type, meta.program,
                          meta.obs_start, mtime)
@@ -89,9 +101,18 @@ def load_row(root: RootConfig, entry: DiskEntry, config: Config, rules: access.R
         meta.filter, meta.program, meta.ra, meta.dec,
         None if meta.ra is None or meta.dec is None else spoint_literal(meta.ra, meta.dec),
         spoly_literal(meta.footprint) if meta.footprint else None,
-        decision.public_date, headers.text, "; ".join(meta.notes) or None,
+        decision.public_date, header_text, "; ".join(meta.notes) or None,
         store.array_literal(decision.grants), store.rule_text(decision), meta.frame_type,
     )
+
+
+def kept_header(text: str, max_cards: int, notes: list[str]) -> str:
+    """The header as stored: its first `max_cards` cards (ingest.max_header_cards), the cut noted."""
+    cards = len(text) // CARD
+    if cards <= max_cards:
+        return text
+    notes.append(f"header: {cards} cards, the first {max_cards} kept (ingest.max_header_cards)")
+    return text[:max_cards * CARD]
 
 
 def _load_chunk(root: RootConfig, chunk: list[tuple[str, DiskEntry]], config: Config, rules: access.Rules) -> list:
@@ -99,6 +120,8 @@ def _load_chunk(root: RootConfig, chunk: list[tuple[str, DiskEntry]], config: Co
     for kind, entry in chunk:
         try:
             results.append((kind, entry, store.copy_line(load_row(root, entry, config, rules)), None))
+        except Vanished:
+            results.append(("gone", entry, None, None))
         except BadFile as exc:
             results.append((kind, entry, None, str(exc)))
         except Exception as exc:  # a bug must cost one file, never the run
@@ -120,18 +143,50 @@ def _worker_chunk(task):
     return _load_chunk(root, chunk, *_worker_state)
 
 
-def _chunks(root: RootConfig, items: Iterator, size: int, gate: threading.Semaphore | None) -> Iterator:
+class _Gate:
+    """How many chunks may be in flight to the readers.
+
+    The pool feeds itself from `_chunks` in a thread of its own, which waits here while the
+    readers are full. Pool.terminate() waits for that thread, so a load that ends, however
+    it ends (a batch the database failed abandons it mid-way), closes its gate for good and
+    the feeding stops; otherwise the thread, and terminate(), would wait for ever.
+    """
+
+    def __init__(self, slots: int):
+        self._slots = slots
+        self._closed = False
+        self._changed = threading.Condition()
+
+    def enter(self) -> bool:
+        """Wait for a free slot; False once closed."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._slots > 0 or self._closed)
+            if self._closed:
+                return False
+            self._slots -= 1
+            return True
+
+    def leave(self) -> None:
+        with self._changed:
+            self._slots += 1
+            self._changed.notify()
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+
+def _chunks(root: RootConfig, items: Iterator, size: int, gate: _Gate | None) -> Iterator:
     chunk = []
     for item in items:
         chunk.append(item)
         if len(chunk) == size:
-            if gate is not None:
-                gate.acquire()
+            if gate is not None and not gate.enter():
+                return
             yield root, chunk
             chunk = []
-    if chunk:
-        if gate is not None:
-            gate.acquire()
+    if chunk and (gate is None or gate.enter()):
         yield root, chunk
 
 
@@ -153,16 +208,20 @@ class HeaderReaders:
                                                                         initargs=(config, rules))
 
     def load(self, root: RootConfig, todo: Iterable[tuple[str, DiskEntry]]) -> Iterator[tuple]:
-        """(kind, entry, COPY line or None, failure reason or None) for each file, in any order."""
+        """(kind, entry, COPY line or None, failure reason or None) for each file, in any order;
+        kind "gone" (and neither line nor reason) for a file deleted before it was read."""
         if self._pool is None:
             for _, chunk in _chunks(root, todo, CHUNK, None):
                 yield from _load_chunk(root, chunk, self.config, self.rules)
             return
         # Enough work in flight for the workers to go on while a batch is being written.
-        gate = threading.Semaphore(max(self.workers * CHUNKS_PER_WORKER, 2 * self.config.ingest.batch_size // CHUNK))
-        for results in self._pool.imap_unordered(_worker_chunk, _chunks(root, iter(todo), CHUNK, gate)):
-            gate.release()
-            yield from results
+        gate = _Gate(max(self.workers * CHUNKS_PER_WORKER, 2 * self.config.ingest.batch_size // CHUNK))
+        try:
+            for results in self._pool.imap_unordered(_worker_chunk, _chunks(root, iter(todo), CHUNK, gate)):
+                gate.leave()
+                yield from results
+        finally:  # finished, or abandoned: either way nothing more is to be fed
+            gate.close()
 
     def close(self) -> None:
         if self._pool is not None:
@@ -209,28 +268,64 @@ def compare(connection, root: RootConfig, prefixes: Iterable[str], summary: Summ
     connection.rollback()
 
 
-class Batch:
-    """Loaded rows and failures waiting to be written together."""
+@dataclass
+class Written:
+    """What one batch wrote: files archived (new, updated), not archived, and vanished ones dropped."""
 
-    def __init__(self):
+    new: int = 0
+    updated: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path as recorded, reason)
+    removed: list[str] = field(default_factory=list)
+
+
+class Batch:
+    """Loaded rows, failures and vanished files of one root, waiting to be written together."""
+
+    def __init__(self, root: str):
+        self.root = root
+        self._clear()
+
+    def _clear(self) -> None:
         self.lines: list[str] = []
+        self.keys: list[tuple] = []          # (root, path, size, mtime) of each line
+        self.kinds: list[str] = []
         self.failures: list[tuple] = []
-        self.kinds: set[str] = set()
+        self.vanished: list[str] = []
 
     def __len__(self) -> int:
-        return len(self.lines) + len(self.failures)
+        return len(self.lines) + len(self.failures) + len(self.vanished)
 
-    def add(self, root: str, kind: str, entry: DiskEntry, line: str | None, reason: str | None) -> None:
+    def add(self, kind: str, entry: DiskEntry, line: str | None, reason: str | None) -> None:
+        """One result of HeaderReaders.load."""
+        if kind == "gone":
+            self.vanished.append(entry.path)
+            return
+        mtime = store.mtime_of(entry.mtime_us)
         if line is not None:
             self.lines.append(line)
-            self.kinds.add(kind)
+            self.keys.append((self.root, entry.path, entry.size, mtime))
+            self.kinds.append(kind)
         else:
-            self.failures.append((root, entry.path, entry.size, store.mtime_of(entry.mtime_us), reason))
+            self.failures.append((self.root, store.failure_path(entry.path), entry.size, mtime,
+                                  store.storable(reason)))
 
-    def write(self, connection) -> None:
-        """One transaction; on an error nothing of the batch is written and it can be tried again."""
-        store.write_batch(connection, self.lines, self.failures, all_new=self.kinds == {"new"})
-        self.lines, self.failures, self.kinds = [], [], set()
+    def write(self, connection) -> Written:
+        """One transaction; on an error nothing of the batch is written and it can be tried again.
+
+        A row the database refuses is recorded as a failure (store.write_batch)."""
+        if self.vanished:
+            store.delete_files(connection, self.root, self.vanished)
+        refused = store.write_batch(connection, self.lines, self.keys, self.failures,
+                                    all_new=set(self.kinds) == {"new"})
+        written = Written(failed=[(path, reason) for _, path, _, _, reason in [*self.failures, *refused]],
+                          removed=self.vanished)
+        refused_paths = {path for _, path, _, _, _ in refused}
+        for kind, (_, path, _, _) in zip(self.kinds, self.keys):
+            if store.failure_path(path) not in refused_paths:
+                written.updated += kind == "changed"
+                written.new += kind != "changed"  # new, or a failed file now archived
+        self._clear()
+        return written
 
 
 def ingest(engine, config: Config, root: RootConfig, prefixes: Iterable[str], workers: int,
@@ -245,23 +340,17 @@ def ingest(engine, config: Config, root: RootConfig, prefixes: Iterable[str], wo
             yield from compare(reading.connection.dbapi_connection, root, prefixes, summary, on_progress,
                                config.access.rule_file_max_bytes)
 
-    batch = Batch()
+    batch = Batch(root.name)
     with engine.connect() as writing:
         dbapi = writing.connection.dbapi_connection
         rules = current_rules(dbapi, config)
         with HeaderReaders(config, workers, rules) as readers:
-            for kind, entry, line, reason in readers.load(root, todo()):
-                batch.add(root.name, kind, entry, line, reason)
-                if line is None:
-                    summary.failed.append((entry.path, reason))
-                elif kind == "changed":
-                    summary.updated += 1
-                else:
-                    summary.new += 1
+            for result in readers.load(root, todo()):
+                batch.add(*result)
                 on_progress(1)
                 if len(batch) >= config.ingest.batch_size:
-                    batch.write(dbapi)
-        batch.write(dbapi)
+                    summary.add(batch.write(dbapi))
+        summary.add(batch.write(dbapi))
         for directory in summary.rules_changed:
             decide_directory(dbapi, config, rules, root.name, directory)
         summary.rule_errors = [e for prefix in prefixes for e in rulesources.errors(dbapi, root.name, prefix)]
@@ -270,5 +359,6 @@ def ingest(engine, config: Config, root: RootConfig, prefixes: Iterable[str], wo
             deletions = guard(root, summary.gone, summary.known, summary.problems,
                               config.daemon.max_delete_fraction, allow_mass_delete)
             store.delete_files(dbapi, root.name, deletions.drop)
-            summary.removed, summary.withheld = len(deletions.drop), deletions.withheld
+            summary.removed += len(deletions.drop)
+            summary.withheld = deletions.withheld
     return summary

@@ -1,7 +1,9 @@
 """Observation times from header values: ISO 8601, date + time-of-day, old DD/MM/YY, MJD.
 
 All results are timezone-aware UTC datetimes. Parsing is strict: a value that is not a
-real date gives None, so the caller can try the next keyword and note why.
+real date gives None, so the caller can try the next keyword and note why. Dates outside
+FIRST_YEAR..LAST_YEAR are no observation's (and would overflow the dates derived from
+them, such as the end of a proprietary period): `accepted` says so.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import re
 
 UTC = dt.timezone.utc
 MJD_EPOCH = dt.datetime(1858, 11, 17, tzinfo=UTC)
+FIRST_YEAR, LAST_YEAR = 1800, 2200  # the oldest plates archives digitise; far enough ahead
 
 _ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?)?Z?$")
 _OLD = re.compile(r"(\d{2})/(\d{2})/(\d{2})$")
@@ -43,7 +46,7 @@ def parse_date(value) -> tuple[dt.datetime, bool] | None:
         if match:  # the pre-2000 FITS form DD/MM/YY always means 19YY
             day, month, year = (int(g) for g in match.groups())
             return dt.datetime(1900 + year, month, day, tzinfo=UTC), False
-    except ValueError:
+    except (ValueError, OverflowError):  # no such day; a day after 9999-12-31
         return None
     return None
 
@@ -72,6 +75,11 @@ def from_mjd(value) -> dt.datetime | None:
     if not 0 < mjd < 100000:
         return None
     return MJD_EPOCH + dt.timedelta(days=mjd)
+
+
+def accepted(day: dt.date) -> bool:
+    """Whether a date (or datetime) lies in the years the archive accepts."""
+    return FIRST_YEAR <= day.year <= LAST_YEAR
 
 
 def plausible_for_night(when: dt.datetime, night: dt.date) -> bool:

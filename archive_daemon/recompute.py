@@ -99,6 +99,8 @@ def decide_directory(connection, config: Config, rules: Rules, root: str, direct
                      on_progress: Callable[[], None] = lambda: None) -> tuple[int, int, str | None]:
     """Decide again for the files of a directory whose rule source changed, and record what
     they were decided from; returns (files looked at, changed, the rule source's error)."""
+    if not rulesources.nameable(directory):
+        return 0, 0, None
     root_path = str(config.root(root).path)
     overrides = rules.overrides.get(os.path.join(root_path, directory))
     seen, changed = recompute(connection, config, rules, root=root, directory=directory, on_progress=on_progress)

@@ -40,13 +40,24 @@ def errors(connection, root: str, prefix: str) -> list[str]:
         return [error for error, in cursor.fetchall()]
 
 
+def nameable(directory: str) -> bool:
+    """Whether the database can name `directory`: one whose name is not UTF-8 holds no file
+    that can be archived (each is a failure, "the file name is not valid UTF-8"), so there is
+    no decision to keep current there."""
+    try:
+        directory.encode("utf-8")
+    except UnicodeEncodeError:  # os.fsdecode keeps such bytes as lone surrogates
+        return False
+    return True
+
+
 def changed(connection, root_name: str, root_path: str, prefix: str, seen: Iterable[str],
             max_bytes: int) -> list[str]:
     """The directories, among those a scan of `prefix` saw rule sources in and those recorded,
     whose rule source is not what their files were decided from."""
     before = recorded(connection, root_name, prefix)
     out = []
-    for directory in sorted(set(seen) | before.keys()):
+    for directory in sorted({d for d in seen if nameable(d)} | before.keys()):
         now = read(os.path.join(root_path, directory), max_bytes)
         if now.missing:
             if directory in before:

@@ -48,6 +48,8 @@ def read_file(path: Path, max_bytes: int = rulefile.DEFAULT_MAX_BYTES) -> list[t
     for where, fields in rows:
         if len(fields) != 3 or not all(str(f or "").strip() for f in fields):
             raise ScheduleError(f"{path} {where}: expected telescope, night, program")
+        if any("\0" in str(f) for f in fields):  # PostgreSQL text cannot hold it
+            raise ScheduleError(f"{path} {where}: contains a NUL character")
         telescope, night, program = (str(f).strip() if not isinstance(f, dt.date) else f for f in fields)
         try:
             night = night if isinstance(night, dt.date) else dt.date.fromisoformat(night)

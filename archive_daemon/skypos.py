@@ -16,6 +16,8 @@ from astropy.wcs import Wcsprm
 
 # A footprint larger than this across is a broken WCS, not a real field of view.
 MAX_FOOTPRINT_DEG = 20.0
+# Equinoxes that reference frames are given in; anything else is a broken value.
+FIRST_EQUINOX, LAST_EQUINOX = 1800.0, 2200.0
 _SEXAGESIMAL = re.compile(r"[:hdms\s]")
 # "12:34:56.7", "-05 09 56": the forms headers nearly always use, read without astropy's
 # general angle grammar (~50 us a value); anything else (12h34m, radians...) goes to it.
@@ -73,29 +75,34 @@ def parse_radec(ra_value, dec_value, ra_unit: str = "auto", dec_unit: str = "aut
 
 
 def _equinox(value) -> float | None:
-    if value is None:
+    """The equinox as a year; None when absent or not a number, PositionError when absurd."""
+    if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, str):
-        text = value.strip().upper().lstrip("JB")
-        try:
-            return float(text)
-        except ValueError:
-            return None
+    text = value.strip().upper().lstrip("JB") if isinstance(value, str) else value
     try:
-        return float(value)
+        year = float(text)
     except (TypeError, ValueError):
         return None
+    if not (math.isfinite(year) and FIRST_EQUINOX <= year <= LAST_EQUINOX):
+        raise PositionError(f"EQUINOX {value!r} is not a usable equinox")
+    return year
 
 
 def to_icrs(points: list[tuple[float, float]], radesys: str | None, equinox_value) -> tuple[list[tuple[float, float]], str | None]:
-    """Convert positions in the header's reference frame to ICRS; also returns a note or None."""
+    """Convert positions in the header's reference frame to ICRS; also returns a note or None.
+
+    Raises PositionError when the frame needs an equinox the header gives as an absurd value,
+    or when the conversion gives no finite position.
+    """
     frame = (radesys or "").strip().upper() or None
+    if frame == "ICRS":
+        return points, None
     equinox = _equinox(equinox_value)
     if frame is None:
         if equinox is None:
             return points, None
         frame = "FK4" if equinox < 1984.0 else "FK5"
-    if frame == "ICRS" or (frame == "FK5" and (equinox is None or abs(equinox - 2000.0) < 1e-3)):
+    if frame == "FK5" and (equinox is None or abs(equinox - 2000.0) < 1e-3):
         return points, None
     if frame not in ("FK4", "FK4-NO-E", "FK5"):
         return points, f"reference system {frame!r} not understood: position assumed ICRS"
@@ -107,6 +114,8 @@ def to_icrs(points: list[tuple[float, float]], radesys: str | None, equinox_valu
         source = FK4(equinox=Time(equinox or 1950.0, format="byear"))
     ras, decs = zip(*points)
     coords = SkyCoord(list(ras) * u.deg, list(decs) * u.deg, frame=source).transform_to(ICRS())
+    if not (np.all(np.isfinite(coords.ra.deg)) and np.all(np.isfinite(coords.dec.deg))):
+        raise PositionError(f"{frame} equinox {equinox or 1950.0:g} gives no finite ICRS position")
     converted = [(float(r), float(d)) for r, d in zip(coords.ra.deg, coords.dec.deg)]
     return converted, f"position converted from {frame} equinox {equinox or 1950.0:g} to ICRS"
 
@@ -127,6 +136,10 @@ def wcs_footprint(header) -> tuple[tuple[float, float], list[tuple[float, float]
         return None
     if n1 <= 0 or n2 <= 0:
         return None
+    for key, limit in (("CRVAL1", 360.0), ("CRVAL2", 90.0)):
+        value = header.get(key, 0.0)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not abs(value) <= limit:
+            raise PositionError(f"WCS unusable: {key} {value!r} is not a sky position")
     # wcslib parses the card images it is given: the WCS ones only, not the whole header.
     cards = "".join(header.image(k) for k in header.keys() if k[:1] in "CPL" and _WCS_KEY.match(k))
     pixels = np.array([[0.5, 0.5], [n1 + 0.5, 0.5], [n1 + 0.5, n2 + 0.5], [0.5, n2 + 0.5],

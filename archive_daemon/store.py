@@ -11,12 +11,21 @@ import io
 from typing import Iterator, Sequence
 
 import psycopg2
+import psycopg2.errors
 from psycopg2.extras import execute_values
 
+from .db import first_line
 from .watcher import KnownEntry
 
 _COPY_CHUNK = 1 << 20
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+# Errors a row's values cause (a value the column type or pgsphere refuses, a key longer
+# than an index entry may be): that row fails, the batch goes in. Anything else is the
+# database's trouble, not the file's.
+ROW_ERRORS = (psycopg2.DataError, psycopg2.IntegrityError, psycopg2.InternalError,
+              psycopg2.errors.ProgramLimitExceeded)
+# The longest path a failure record keeps: an index entry holds about 2.7 kB.
+MAX_STORED_PATH = 2000
 
 # Columns of a loaded file, in the order rows are built and copied.
 FILE_COLUMNS = (
@@ -50,7 +59,7 @@ def mtime_of(mtime_us: int) -> dt.datetime:
 
 def prefix_clause(prefix: str, column: str = "path") -> tuple[str, dict]:
     """A condition (and its parameters) for a path and everything below it, as an index range."""
-    prefix = prefix.strip("/")
+    prefix = failure_path(prefix.strip("/"))  # a directory whose name is not UTF-8 is recorded escaped
     if not prefix:
         return "true", {}
     # '0' follows '/' in byte order: [prefix/, prefix0) is everything below the prefix.
@@ -76,6 +85,26 @@ def known_entries(connection, root: str, prefix: str) -> Iterator[KnownEntry]:
             yield KnownEntry(path, size, mtime_us, failure)
 
 
+def storable(text: str, limit: int | None = None) -> str:
+    """Text as PostgreSQL can hold it: bytes of a name that are not UTF-8 shown as \\xNN, NULs as
+    '?', and at most `limit` bytes (cut with '...')."""
+    if not text.isascii():
+        try:
+            raw = text.encode("utf-8", "surrogateescape")  # how os.fsdecode carries such bytes
+        except UnicodeEncodeError:
+            raw = text.encode("utf-8", "surrogatepass")
+        text = raw.decode("utf-8", "backslashreplace")
+    text = text.replace("\0", "?")
+    if limit is not None and len(text.encode()) > limit:
+        text = text.encode()[:limit - 3].decode("utf-8", "ignore") + "..."  # so that storable(storable(t)) == storable(t)
+    return text
+
+
+def failure_path(path: str) -> str:
+    """The path a failure is recorded under (see storable); a stored path is its own."""
+    return storable(path, MAX_STORED_PATH)
+
+
 def array_literal(values) -> str:
     """A text[] value as PostgreSQL reads it (COPY's own escaping comes on top)."""
     return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
@@ -90,8 +119,9 @@ def _copy_field(value) -> str:
     if value is None:
         return "\\N"
     text = str(value)
-    if "\\" in text or "\n" in text or "\r" in text or "\t" in text:
-        text = text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    if "\\" in text or "\n" in text or "\r" in text or "\t" in text or "\0" in text:
+        text = (text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+                .replace("\0", "?"))  # PostgreSQL text cannot hold a NUL
     return text
 
 
@@ -104,31 +134,59 @@ def copy_line(row: tuple) -> str:
     return "\t".join(map(_copy_field, row)) + "\n"
 
 
-def write_batch(connection, lines: Sequence[str], failures: Sequence[tuple], all_new: bool = False) -> None:
-    """Store loaded files (copy_line lines) and failures (root, path, size, mtime, reason).
+def write_batch(connection, lines: Sequence[str], keys: Sequence[tuple], failures: Sequence[tuple],
+                all_new: bool = False) -> list[tuple]:
+    """Store loaded files (copy_line lines) and failures (root, path, size, mtime, reason), in one
+    transaction; returns the lines the database refused, as failures.
+
+    `keys[i]` is (root, path, size, mtime) of lines[i]. Should a value of one row be one the
+    database refuses, the batch is written again row by row and each refused row recorded
+    as a failure with the database's reason: one bad row never costs the others.
 
     `all_new` says that no line's file is archived or recorded as failed yet: such a batch
     (the bulk of a first ingest) is copied straight into `files`, which costs the server
     half as much as the upsert. Should a file have appeared meanwhile, or a footprint be one
     pgsphere rejects, the batch is rolled back to its savepoint and upserted instead.
     """
-    with connection.cursor() as cursor:
-        if lines and not (all_new and _copy_new(cursor, lines)):
-            cursor.execute(_INCOMING)
-            cursor.copy_expert(f"COPY incoming ({_COLUMN_LIST}) FROM STDIN", _stream(lines), size=_COPY_CHUNK)
-            cursor.execute(_UPSERT)
-            cursor.execute("DELETE FROM ingest_failures x USING incoming i WHERE x.root = i.root AND x.path = i.path")
-        if failures:
+    refused: list[tuple] = []
+    try:
+        with connection.cursor() as cursor:
+            if lines and not (all_new and _copy_new(cursor, lines)):
+                _upsert(cursor, lines)
+    except ROW_ERRORS:
+        connection.rollback()
+        with connection.cursor() as cursor:
+            for line, (root, path, size, mtime) in zip(lines, keys):
+                cursor.execute("SAVEPOINT one_row")
+                try:
+                    _upsert(cursor, [line])
+                except ROW_ERRORS as exc:
+                    cursor.execute("ROLLBACK TO SAVEPOINT one_row")
+                    reason = storable(f"the database refused the row: {first_line(exc)}")
+                    refused.append((root, failure_path(path), size, mtime, reason))
+                else:
+                    cursor.execute("RELEASE SAVEPOINT one_row")
+    if failures or refused:
+        with connection.cursor() as cursor:
             execute_values(cursor, """
                 INSERT INTO ingest_failures AS x (root, path, size, mtime, reason) VALUES %s
                 ON CONFLICT (root, path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime,
                     reason = excluded.reason, attempts = x.attempts + 1, last_attempt = now()
-            """, failures)
+            """, [*failures, *refused])
             # What is on disk now cannot be archived: an older reading must not be served
             # for it (a file replaced by a link would otherwise keep its row).
             execute_values(cursor, "DELETE FROM files f USING (VALUES %s) AS x (root, path) "
-                                   "WHERE f.root = x.root AND f.path = x.path", [r[:2] for r in failures])
+                                   "WHERE f.root = x.root AND f.path = x.path", [r[:2] for r in [*failures, *refused]])
     connection.commit()
+    return refused
+
+
+def _upsert(cursor, lines: Sequence[str]) -> None:
+    cursor.execute(_INCOMING)
+    cursor.copy_expert(f"COPY incoming ({_COLUMN_LIST}) FROM STDIN", _stream(lines), size=_COPY_CHUNK)
+    cursor.execute(_UPSERT)
+    cursor.execute("DELETE FROM ingest_failures x USING incoming i WHERE x.root = i.root AND x.path = i.path")
+    cursor.execute("DELETE FROM incoming")  # ON COMMIT empties it too; a row-by-row retry needs it empty now
 
 
 def _stream(lines: Sequence[str]) -> io.BytesIO:
@@ -141,7 +199,7 @@ def _copy_new(cursor, lines: Sequence[str]) -> bool:
     cursor.execute("SAVEPOINT copy_new")
     try:
         cursor.copy_expert(f"COPY files ({_COLUMN_LIST}) FROM STDIN", _stream(lines), size=_COPY_CHUNK)
-    except (psycopg2.IntegrityError, psycopg2.DataError, psycopg2.InternalError):
+    except ROW_ERRORS:
         cursor.execute("ROLLBACK TO SAVEPOINT copy_new")
         return False
     cursor.execute("RELEASE SAVEPOINT copy_new")
@@ -151,7 +209,8 @@ def _copy_new(cursor, lines: Sequence[str]) -> bool:
 def delete_files(connection, root: str, paths: Sequence[str]) -> None:
     """Forget files that are gone from disk: their rows and any failure records."""
     if paths:
+        stored = [failure_path(p) for p in paths]  # a name that is not UTF-8 is recorded escaped
         with connection.cursor() as cursor:
             for table in ("files", "ingest_failures"):
-                cursor.execute(f"DELETE FROM {table} WHERE root = %s AND path = ANY(%s)", (root, list(paths)))
+                cursor.execute(f"DELETE FROM {table} WHERE root = %s AND path = ANY(%s)", (root, stored))
     connection.commit()

@@ -26,3 +26,19 @@ def image(path: Path, cards: dict | None = None, shape=(10, 10)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fits.PrimaryHDU(np.zeros(shape, dtype=np.int16), header=header(cards)).writeto(path, overwrite=True)
     return path
+
+
+def card(key: str, value: str) -> bytes:
+    """One card image with `value` written exactly as given (columns 11-80)."""
+    return f"{key:<8}= {value:>20}".ljust(80).encode("ascii")
+
+
+def raw(path: Path, cards: dict[str, str], data: bytes = b"", naxis: tuple[int, ...] = ()) -> Path:
+    """A FITS file written byte by byte, so that values astropy would refuse to write can be."""
+    head = [card("SIMPLE", "T"), card("BITPIX", "8"), card("NAXIS", str(len(naxis)))]
+    head += [card(f"NAXIS{i}", str(n)) for i, n in enumerate(naxis, 1)]
+    head += [card(key, value) for key, value in cards.items()]
+    block = b"".join(head) + b"END".ljust(80)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(block.ljust(-(-len(block) // 2880) * 2880) + data.ljust(-(-len(data) // 2880) * 2880, b"\0"))
+    return path
