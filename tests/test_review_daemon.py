@@ -274,3 +274,93 @@ def test_a_gzip_bomb_of_blank_header_cards_is_refused_without_reading_it_all(tmp
     finished, said, rss = _read_in_child(path)
     assert finished and said.startswith("BadFile"), (said, rss)
     assert rss < 200, f"peak RSS {rss} MiB to read one header"
+
+
+def test_access_settings_changed_while_the_daemon_was_stopped_apply_to_archived_files(
+        tmp_path, archive_root, database_url, engine):
+    """The operator tightens `access` and restarts (or the playbook restarts for new code and
+    then reloads: the reload sees no change). Only a reload that sees the change decides
+    again; a fresh start never does, so archived files stay public."""
+    import yaml
+    from daemonproc import Daemon
+    from test_daemon import NIGHT, RECONCILED, daemon_config
+    image(archive_root / NIGHT / "cam" / "a.fits", {"OBJECT": "no owner"})
+    reconcile(engine, tmp_path, archive_root, access={"unknown_owner": "public"})
+    assert rows(engine)[f"{NIGHT}/cam/a.fits"]["access_rule"] == "owner unknown: public by configuration"
+    config = daemon_config(tmp_path, archive_root)  # unknown_owner: proprietary, the default
+    settings = yaml.safe_load(config.read_text())
+    assert "access" not in settings
+    daemon = Daemon(config, database_url, tmp_path).start()
+    try:
+        daemon.wait_status(RECONCILED)
+        rule = rows(engine)[f"{NIGHT}/cam/a.fits"]["access_rule"]
+    finally:
+        daemon.stop()
+    assert rule == "owner unknown: proprietary period", f"still decided by the old settings: {rule}"
+
+
+def test_an_override_file_added_by_any_mount_user_cannot_publish_another_programs_files(
+        engine, tmp_path, archive_root):
+    """Two programs share a night's instrument directory; staff restricted it with an override.
+    Anyone who can write there (an observer of either program, the instrument's account)
+    adds override.9.access: it supersedes staff's file, and its `public` wins. Nothing checks
+    who wrote a rule file; docs/security.md counts "the data mounts" as staff, docs/access.md
+    has observers edit overrides."""
+    cam = archive_root / "2024-03/04/kast"
+    image(cam / "r1.fits", {"PROPID": "P2", "OBJECT": "theirs"})
+    (cam / "override.access").write_text("* access P2\n")
+    reconcile(engine, tmp_path, archive_root)
+    assert rows(engine)["2024-03/04/kast/r1.fits"]["grants"] == ["P2"]
+    (cam / "override.9.access").write_text("* access public\n")
+    os.chown(cam / "override.9.access", 65534, 65534)  # written by somebody else than staff
+    reconcile(engine, tmp_path, archive_root)
+    row = rows(engine)["2024-03/04/kast/r1.fits"]
+    assert not row["access_rule"].startswith("override: public"), row["access_rule"]
+
+
+def test_a_deeply_nested_directory_is_a_problem_noted_not_a_dead_scan(engine, tmp_path, archive_root):
+    """`mkdir -p a/a/a/...` 1200 deep (2400 bytes of path, well within PATH_MAX): the scan is a
+    recursion of generators. In the daemon the reconcile thread dies of it, the watchdog is
+    no longer pinged, systemd restarts the daemon, and the start-up reconcile dies again."""
+    image(archive_root / PUBLIC / "good.fits")
+    deep = os.fsencode(archive_root / "deep")
+    os.mkdir(deep)
+    fd = os.open(deep, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(1200):
+        os.mkdir(b"a", dir_fd=fd)
+        inner = os.open(b"a", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.close(fd)
+    finished, exc = _in_thread(lambda: reconcile(engine, tmp_path, archive_root), 60)
+    assert finished
+    assert exc is None, f"the whole scan failed: {type(exc).__name__}: {str(exc)[:200]}"
+    assert f"{PUBLIC}/good.fits" in rows(engine)
+
+
+def test_the_daemon_keeps_pinging_its_watchdog_with_a_deep_directory_on_the_mount(
+        tmp_path, archive_root, database_url):
+    import time
+    from daemonproc import Daemon
+    from test_daemon import daemon_config
+    deep = os.fsencode(archive_root / "deep")
+    os.mkdir(deep)
+    fd = os.open(deep, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(1200):
+        os.mkdir(b"a", dir_fd=fd)
+        inner = os.open(b"a", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.close(fd)
+    daemon = Daemon(daemon_config(tmp_path, archive_root), database_url, tmp_path, watchdog_usec=2_000_000)
+    daemon.start(wait_ready=False)
+    try:
+        time.sleep(6)
+        # Python 3.11: watchdog's inotify set-up walks the tree with a recursive os.walk, and
+        # the daemon exits at start-up; with an iterative os.walk, the reconcile thread dies.
+        assert daemon.process.poll() is None, f"the daemon exited:\n{daemon.log()[-600:]}"
+        since = time.monotonic() - 3
+        pings = [t for t, m in daemon.notify.messages if m.get("WATCHDOG") == "1" and t > since]
+        assert pings, f"no watchdog ping for 3 s: systemd restarts the daemon, again and again\n{daemon.log()[-800:]}"
+    finally:
+        daemon.stop()
