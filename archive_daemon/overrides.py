@@ -26,12 +26,14 @@ import yaml
 
 from . import rulefile
 
-_NAME = re.compile(r"override(?:\.(\d+))?\.(access|yaml)$")
+# ASCII digits only, the whole name: `override.٩.access` or `override.access\n` is no
+# override file (int() would read the one as 9, `$` lets the other end in a newline).
+_NAME = re.compile(r"override(?:\.([0-9]+))?\.(access|yaml)", re.ASCII)
 
 
 def is_override(name: str) -> bool:
     """Whether a file name is that of an override file (in force or not)."""
-    return bool(_NAME.match(name))
+    return bool(_NAME.fullmatch(name))
 
 
 class OverrideError(Exception):
@@ -98,7 +100,7 @@ def find(directory: str) -> str | None:
         raise OverrideError(f"{directory}: directory cannot be listed: {exc.strerror}") from None
     candidates = []
     for name in names:
-        match = _NAME.match(name)
+        match = _NAME.fullmatch(name)
         if match:
             candidates.append((int(match.group(1) or 0), match.group(2) == "yaml", name))
     if not candidates:
