@@ -6,7 +6,8 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-_NIGHT = re.compile(r"(?:^|/)(\d{4})-(\d{2})/(\d{2})/([^/]+)/")
+# ASCII digits only: int() reads `２０１９` as 2019, and a directory name must not date a file.
+_NIGHT = re.compile(r"(?:^|/)([0-9]{4})-([0-9]{2})/([0-9]{2})/([^/]+)/")
 
 
 @dataclass(frozen=True)

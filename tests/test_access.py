@@ -114,6 +114,17 @@ def test_only_ascii_numbered_names_are_override_files(engine, tmp_path, archive_
     assert (public, grants) == (False, ["alice"]) and "override.access line 1" in rule, rule
 
 
+def test_a_night_directory_named_in_other_digits_is_off_the_layout(engine, tmp_path, archive_root):
+    """`２０１９-05/02` is no night directory: the file's night comes from its observation time,
+    so a directory name cannot date a recent exposure years back and make it public."""
+    image(archive_root / "\uff12\uff10\uff11\uff19-05/02/cam/r1.fits",
+          {"TELESCOP": "Shane", "PROPID": "P1", "DATE-OBS": f"{RECENT + dt.timedelta(days=1)}T05:00:00"})
+    load(engine, tmp_path, archive_root)
+    public, grants, _, _ = next(iter(decided(engine).values()))
+    assert (public, grants) == (False, ["P1"])
+    assert next(iter(rows(engine).values()))["night"] == RECENT
+
+
 def test_broken_override_file_fails_closed_and_names_the_line(engine, tmp_path, archive_root):
     (archive_root / NIGHT / "cam").mkdir(parents=True)
     (archive_root / NIGHT / "cam" / "override.access").write_text("# ok\nr* access\n")
