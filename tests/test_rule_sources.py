@@ -302,3 +302,21 @@ def test_an_override_file_changing_owner_is_applied_by_the_next_reconcile(starte
     os.chown(override, 65534, 65534)
     wait_until(lambda: access_of(engine, f"{NIGHT}/cam/r1.fits") == (False, []), timeout=15,
                what="the override refused again")
+
+
+def test_an_unreadable_override_file_made_readable_is_applied_by_the_next_reconcile(started, engine,
+                                                                                     archive_root):
+    """The daemon keeps what it read of override files; one that failed is read again once it
+    changes (here, its permissions), not only once its directory does."""
+    image(archive_root / NIGHT / "cam" / "r1.fits", {"PROPID": "P1"})
+    override = archive_root / NIGHT / "cam" / "override.access"
+    override.write_text("r* access alice\n")
+    started(prefix=UNPRIVILEGED, reconcile_interval=3)
+    wait_until(lambda: rows(engine) and access_of(engine, f"{NIGHT}/cam/r1.fits") == (True, ["alice"]),
+               what="the override applied")
+    override.chmod(0)
+    wait_until(lambda: access_of(engine, f"{NIGHT}/cam/r1.fits") == (False, []), timeout=15,
+               what="the unreadable override failing closed")
+    override.chmod(0o644)
+    wait_until(lambda: access_of(engine, f"{NIGHT}/cam/r1.fits") == (True, ["alice"]), timeout=15,
+               what="the override applied once it can be read")
