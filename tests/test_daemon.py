@@ -17,6 +17,7 @@ from archive_daemon import db
 from conftest import failures, rows
 from daemonproc import Daemon, wait_until
 from fitsmaker import image
+from test_cli import cli
 
 NIGHT = dt.date.today().strftime("%Y-%m/%d")  # tonight: where the telescopes write
 OLD_NIGHT = "2019-05/02"
@@ -319,4 +320,10 @@ def test_access_settings_changed_while_the_daemon_was_stopped_apply_to_archived_
     assert rows(engine)[path]["public_date"] > dt.datetime.now(dt.timezone.utc)
     daemon.stop()
     daemon.start().wait_status(RECONCILED)
+    assert daemon.log().count("access settings changed") == 2, daemon.log()
+    daemon.stop()
+    daemon.config.write_text(yaml.safe_dump({**settings, "access": {"proprietary_months": 24}}))
+    recomputed = cli("--config", str(daemon.config), "access", "recompute", database_url=daemon.url)
+    assert recomputed.returncode == 0, recomputed.stderr
+    daemon.start().wait_status(RECONCILED)  # the recompute did it, and said so
     assert daemon.log().count("access settings changed") == 2, daemon.log()
