@@ -11,7 +11,8 @@ A file becomes public at the end of its observing night (local noon, in the site
 zone: see night.py) plus the proprietary period of its program, else instrument, else telescope,
 else the default. Until then only its grants may read it. Never fail open: an override
 file that cannot be read or understood, or a directory that cannot be listed, makes the
-files it governs not public at all (public_date NULL, no grants: nobody but staff).
+files it governs not public at all (public_date NULL, no grants: nobody but staff); so
+does one that is not owned by one of access.rule_file_owners.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from dataclasses import dataclass, field
 from .config import AccessConfig
 from .night import observing_night, site_zone
 from .obstime import UTC
-from .overrides import OverrideCache
+from .overrides import OverrideCache, Overrides
+from .rulefile import owners_under
 
 ALWAYS = dt.datetime(1970, 1, 1, tzinfo=UTC)  # public_date of files public from the start
 ALL_OBSERVERS = "all-observers"
@@ -85,6 +87,10 @@ class Rules:
         self.root_zones = root_zones or {}  # root path -> the root's own time zone
         self.overrides = OverrideCache(config.rule_file_max_bytes)
 
+    def rule_source(self, root_path: str, directory: str) -> Overrides:
+        """The override file in force in a directory of a root, refused unless an allowed owner's."""
+        return self.overrides.get(directory, lambda: owners_under(root_path, self.config.rule_file_owners))
+
     def timezone(self, telescope: str | None, root_path: str | None = None) -> zoneinfo.ZoneInfo:
         return site_zone(self.config, self.root_zones.get(root_path), telescope)
 
@@ -109,7 +115,7 @@ class Rules:
 
     def decide(self, root_path: str, facts: Facts) -> Decision:
         directory, name = os.path.split(os.path.join(root_path, facts.path))
-        overrides = self.overrides.get(directory)
+        overrides = self.rule_source(root_path, directory)
         if overrides.error:
             return Decision(None, (), facts.frame_type, "rules unreadable: not public",
                             [f"access: {overrides.error}"], overrides.missing)

@@ -2,8 +2,9 @@
 
 The rules the loader decides with include the schedule and the principals from the
 database: when their version number moves, new rules are made. When an override file
-changes, the files of its directory are decided again; when the configured rules change
-(a reload), all files are.
+changes, the files of its directory are decided again; when the settings that decide access
+are not those the archive's decisions were made with (compared on leading and on a reload,
+so a change made while the daemon was stopped counts), all files are.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from . import rulesources, schedule
 from .access import Rules
 from .config import Config
-from .recompute import decide_directory, recompute
+from .recompute import decide_all, decide_directory, settings_changed
 
 log = logging.getLogger("archive_daemon.access_follow")
 
@@ -80,6 +81,9 @@ class AccessFollower:
             self.warnings.pop("rules", None)
 
     def decide_all(self, connection) -> None:
-        """The configured rules changed: decide again for every file."""
-        seen, changed = recompute(connection, self.config, self.rules, on_progress=self.on_progress)
-        log.info("access rules changed: decided again for %d files, %d changed", seen, changed)
+        """Decide again for every file if the archive's decisions were made with other settings."""
+        if not settings_changed(connection, self.config):
+            return
+        seen, changed = decide_all(connection, self.config, self.rules, on_progress=self.on_progress)
+        log.info("access settings changed: decided again for %d files, %d changed", seen, changed)
+        self._warn_unusable(connection)

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from . import db, demo, principals, schedule
 from .access import Facts
-from .recompute import FACT_COLUMNS, recompute
+from .recompute import FACT_COLUMNS, decide_all, recompute
 from .schedule import current_rules
 from .store import failure_path, rule_text
 from .config import Config, ConfigError, load_config
@@ -100,7 +100,10 @@ def cmd_access(config: Config, args) -> int:
         if args.root:
             config.root(args.root)
         night = _date(args.night) if args.night else None
-        seen, changed = recompute(connection, config, rules, root=args.root, night=night)
+        if args.root or night:
+            seen, changed = recompute(connection, config, rules, root=args.root, night=night)
+        else:  # every file: the archive now follows these settings
+            seen, changed = decide_all(connection, config, rules)
         print(f"access recomputed: {seen} files, {changed} changed")
         return 0
     root, rel = config.root_for(Path(os.path.abspath(args.path)))

@@ -8,6 +8,7 @@ is always overridable with `$ARCHIVE_DATABASE_URL`.
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import zoneinfo
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ class AccessConfig:
     calibrations: str = "share"                 # share with the night's programs, or public
     unknown_owner: str = "proprietary"          # or public
     rule_file_max_bytes: int = 1 << 20          # override and schedule files larger than this are refused
+    rule_file_owners: tuple[int, ...] | None = None   # uids besides root; None: the root directory's owner
 
     def setting(self, table: str, name: str | None) -> Period:
         lowered = (name or "").lower()
@@ -243,9 +245,31 @@ def _read_access(section: Section) -> AccessConfig:
         calibrations=section.choice("calibrations", "share", ("share", "public")),
         unknown_owner=section.choice("unknown_owner", "proprietary", ("proprietary", "public")),
         rule_file_max_bytes=section.integer("rule_file_max_bytes", 1 << 20, 1),
+        rule_file_owners=_rule_file_owners(section),
     )
     section.done()
     return config
+
+
+def _rule_file_owners(section: Section) -> tuple[int, ...] | None:
+    """access.rule_file_owners as uids: user names are looked up once, here."""
+    value = section.raw("rule_file_owners")
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise section.fail("rule_file_owners", "must be a list of user names or uids")
+    uids = []
+    for owner in value:
+        if isinstance(owner, int) and not isinstance(owner, bool) and owner >= 0:
+            uids.append(owner)
+        elif isinstance(owner, str) and owner:
+            try:
+                uids.append(pwd.getpwnam(owner).pw_uid)
+            except KeyError:
+                raise section.fail("rule_file_owners", f"no user named {owner!r} on this host") from None
+        else:
+            raise section.fail("rule_file_owners", f"{owner!r} is not a user name or uid")
+    return tuple(sorted(set(uids)))
 
 
 FRONT_END_SECRET_ENV = "ARCHIVE_API_FRONT_END_SECRET"

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from .obstime import accepted
 
-_NIGHT = re.compile(r"(?:^|/)(\d{4})-(\d{2})/(\d{2})/([^/]+)/")
+# ASCII digits only: int() reads `２０１９` as 2019, and a directory name must not date a file.
+_NIGHT = re.compile(r"(?:^|/)([0-9]{4})-([0-9]{2})/([0-9]{2})/([^/]+)/")
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,10 @@ and the same in YAML (`override.yaml`), a list of {files, access, obstype}. Numb
 versions (`override.2.access`, `override.3.yaml`...) supersede lower ones: the highest
 number in the directory is in force. A pattern `aaa.fits` also matches `aaa.*.fits`
 (products derived from the file). Where several lines match a file, the last one wins.
-A file that cannot be read or understood, and a directory that cannot be listed, are errors
-for the whole directory: the caller must fail closed (rulefile.py says how files are read).
+A file that cannot be read or understood, one not owned by an allowed owner (anyone who
+can write the directory could have written it), and a directory that cannot be listed, are
+errors for the whole directory: the caller must fail closed (rulefile.py says how files are
+read).
 """
 
 from __future__ import annotations
@@ -21,17 +23,20 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 import yaml
 
 from . import rulefile
 
-_NAME = re.compile(r"override(?:\.(\d+))?\.(access|yaml)$")
+# ASCII digits only, the whole name: `override.٩.access` or `override.access\n` is no
+# override file (int() would read the one as 9, `$` lets the other end in a newline).
+_NAME = re.compile(r"override(?:\.([0-9]+))?\.(access|yaml)", re.ASCII)
 
 
 def is_override(name: str) -> bool:
     """Whether a file name is that of an override file (in force or not)."""
-    return bool(_NAME.match(name))
+    return bool(_NAME.fullmatch(name))
 
 
 class OverrideError(Exception):
@@ -64,16 +69,20 @@ class Overrides:
     rules: list[Rule] = field(default_factory=list)
     error: str | None = None       # set: the directory's files fail closed
     missing: bool = False          # the directory itself is not there
-    digest: str | None = None      # sha256 of the file in force
+    digest: str | None = None      # sha256 of the file in force (or refused for its owner)
     source: str | None = None      # with an error: the rule file, else the directory, it is about
+    owner: int | None = None       # the uid owning that file
 
     @property
     def fingerprint(self) -> str | None:
-        """What the rules were decided from, as recorded in rule_sources (None: no rule source)."""
+        """What the rules were decided from, as recorded in rule_sources (None: no rule source).
+
+        A file that was read is named by its content and owner, whether its owner is allowed
+        or not: so a scan, which does not know who is allowed, sees a chown as a change."""
+        if self.digest is not None:
+            return f"{os.path.basename(self.path)} sha256:{self.digest} uid:{self.owner}"
         if self.error is not None:
             return f"error: {self.error}"
-        if self.path is not None:
-            return f"{os.path.basename(self.path)} sha256:{self.digest}"
         return None
 
     def last(self, kind: str, name: str) -> Rule | None:
@@ -98,7 +107,7 @@ def find(directory: str) -> str | None:
         raise OverrideError(f"{directory}: directory cannot be listed: {exc.strerror}") from None
     candidates = []
     for name in names:
-        match = _NAME.match(name)
+        match = _NAME.fullmatch(name)
         if match:
             candidates.append((int(match.group(1) or 0), match.group(2) == "yaml", name))
     if not candidates:
@@ -159,16 +168,23 @@ def parse_yaml(text: str, path: str) -> list[Rule]:
     return rules
 
 
-def read(directory: str, max_bytes: int = rulefile.DEFAULT_MAX_BYTES) -> Overrides:
-    """The rules in force for a directory; anything unusable gives Overrides with `error` set."""
+def read(directory: str, max_bytes: int = rulefile.DEFAULT_MAX_BYTES,
+         owners: frozenset[int] | None = None) -> Overrides:
+    """The rules in force for a directory; anything unusable gives Overrides with `error` set.
+
+    `owners`: who may own the file in force (None: not checked, for a fingerprint only)."""
     path = None
     try:
         path = find(directory)
         if path is None:
             return Overrides()
-        text, data = rulefile.read_text(path, max_bytes)
+        text, data, uid = rulefile.read_text(path, max_bytes)
+        digest = hashlib.sha256(data).hexdigest()
+        refused = rulefile.refused_owner(path, uid, owners) if owners is not None else None
+        if refused:
+            return Overrides(path, [], refused, digest=digest, source=path, owner=uid)
         parse = parse_yaml if path.endswith(".yaml") else parse_access
-        return Overrides(path, parse(text, path), digest=hashlib.sha256(data).hexdigest())
+        return Overrides(path, parse(text, path), digest=digest, owner=uid)
     except DirectoryMissing as exc:
         return Overrides(None, [], str(exc), missing=True, source=directory)
     except (OverrideError, rulefile.RuleFileError) as exc:
@@ -179,23 +195,31 @@ class OverrideCache:
     """Override files by directory, read again when the directory or the file in force changes.
 
     The directory's ctime changes when an override file appears or goes and when its
-    permissions change, the file's own when it is edited or chmod-ed: two stats a look-up,
-    no directory listing. A stat that fails never trusts the cache.
+    permissions change, the file's own when it is edited, chmod-ed or chown-ed (a refused or
+    unreadable file included, so fixing it counts): two stats a look-up, no directory
+    listing. A stat that fails never trusts the cache.
     """
 
     def __init__(self, max_bytes: int = rulefile.DEFAULT_MAX_BYTES):
         self.max_bytes = max_bytes
         self._cache: dict[str, tuple[int | None, int | None, Overrides]] = {}
 
-    def get(self, directory: str) -> Overrides:
+    def get(self, directory: str, owners: Callable[[], frozenset[int] | None] = lambda: None) -> Overrides:
+        """The rules for `directory`; `owners()`, asked only when the file is read again, says
+        who may own it."""
         directory_ctime = _ctime(directory)
         cached = self._cache.get(directory)
         if (cached is not None and directory_ctime is not None and cached[0] == directory_ctime
-                and cached[1] == _ctime(cached[2].path)):
+                and cached[1] == _ctime(_file_of(cached[2]))):
             return cached[2]
-        overrides = read(directory, self.max_bytes)
-        self._cache[directory] = (directory_ctime, _ctime(overrides.path), overrides)
+        overrides = read(directory, self.max_bytes, owners())
+        self._cache[directory] = (directory_ctime, _ctime(_file_of(overrides)), overrides)
         return overrides
+
+
+def _file_of(overrides: Overrides) -> str | None:
+    """The rule file whose changes matter: the one in force, else the one that failed."""
+    return overrides.path or overrides.source
 
 
 def _ctime(path: str | None) -> int | None:

@@ -1,6 +1,11 @@
 """Access decisions (and nights) recomputed in bulk, when rules, the schedule, an override
 file or a time zone change.
 
+The settings every decision depends on are kept as a digest in access_state.settings when
+all files were decided with them, so that a daemon (or an operator) can tell whether the
+archive follows the configuration in force, however it got there: a reload, a restart, new
+code and configuration shipped together.
+
 Rows are streamed in id order, decided in this process (a few microseconds a file: no
 header is read, everything the rules need is in the row), and only the rows whose
 decision changed are written back, a few thousand per statement.
@@ -8,7 +13,10 @@ decision changed are written back, a few thousand per statement.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import io
+import json
 import os
 from typing import Callable, Iterable
 
@@ -95,6 +103,45 @@ def recompute(connection, config: Config, rules: Rules, root: str | None = None,
     return seen, changed
 
 
+def settings_fingerprint(config: Config) -> str:
+    """A digest of the configuration that decides access and nights: the access section, the
+    roots (their paths hold the override files, their time zones make the nights) and the
+    frame-type vocabulary an override's obstype is read with."""
+    settings = {"access": dataclasses.asdict(config.access),
+                "roots": sorted((r.name, str(r.path), r.timezone) for r in config.roots),
+                "frame_types": config.keywords.frame_types}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def settings_changed(connection, config: Config) -> bool:
+    """Whether the archive's decisions were made with other settings (or unknown ones)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT settings FROM access_state")
+        stored = cursor.fetchone()[0]
+    connection.commit()
+    return stored != settings_fingerprint(config)
+
+
+def decide_all(connection, config: Config, rules: Rules,
+               on_progress: Callable[[], None] = lambda: None) -> tuple[int, int]:
+    """Decide again for every file, and read every recorded rule source again (a new size cap
+    or owner list changes which ones fail); then note these settings as those followed."""
+    seen, changed = recompute(connection, config, rules, on_progress=on_progress)
+    roots = {r.name: str(r.path) for r in config.roots}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT root, directory FROM rule_sources ORDER BY 1, 2")
+        recorded = cursor.fetchall()
+    for root, directory in recorded:
+        if root in roots:
+            source = rules.rule_source(roots[root], os.path.join(roots[root], directory))
+            if not source.missing:  # a mount away: kept as recorded until it is back
+                rulesources.record(connection, root, roots[root], directory, source)
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE access_state SET settings = %s", (settings_fingerprint(config),))
+    connection.commit()
+    return seen, changed
+
+
 def decide_directory(connection, config: Config, rules: Rules, root: str, directory: str,
                      on_progress: Callable[[], None] = lambda: None) -> tuple[int, int, str | None]:
     """Decide again for the files of a directory whose rule source changed, and record what
@@ -102,7 +149,7 @@ def decide_directory(connection, config: Config, rules: Rules, root: str, direct
     if not rulesources.nameable(directory):
         return 0, 0, None
     root_path = str(config.root(root).path)
-    overrides = rules.overrides.get(os.path.join(root_path, directory))
+    overrides = rules.rule_source(root_path, os.path.join(root_path, directory))
     seen, changed = recompute(connection, config, rules, root=root, directory=directory, on_progress=on_progress)
     rulesources.record(connection, root, root_path, directory, overrides)
     connection.commit()

@@ -27,7 +27,7 @@ def read_file(path: Path, max_bytes: int = rulefile.DEFAULT_MAX_BYTES) -> list[t
     """The schedule's rows; read as every rule file is (rulefile.py), so a FIFO, a link or a
     huge file is refused, never waited on or read whole."""
     try:
-        text, _ = rulefile.read_text(str(path), max_bytes)
+        text, _, _ = rulefile.read_text(str(path), max_bytes)
     except rulefile.RuleFileError as exc:
         raise ScheduleError(str(exc)) from None
     if path.suffix.lower() in (".yaml", ".yml"):

@@ -141,6 +141,7 @@ class Service:
             return
         log.info("leading: watching %d roots", len(self.config.roots))
         self.feeder.use_rules(self.access.rules_now(self.link.connection))
+        self.access.decide_all(self.link.connection)  # settings changed while no daemon led
         self.active = True
         self.watches.start(self.config)
         self.watches.reconcile_all()
@@ -174,16 +175,13 @@ class Service:
             log.error("configuration not reloaded, the previous one stays in force: %s", exc)
             return
         self.warnings.pop("config", None)
-        old, self.config = self.config, config
+        self.config = config
         self.access.reconfigure(config)
         self.feeder.reconfigure(config)
         if self.active and self.link.leading:
             try:
                 self.feeder.use_rules(self.access.rules_now(self.link.connection))
-                zones = {r.name: r.timezone for r in old.roots}
-                rezoned = any(r.name in zones and zones[r.name] != r.timezone for r in config.roots)
-                if config.access != old.access or rezoned:  # decisions and nights move
-                    self.access.decide_all(self.link.connection)
+                self.access.decide_all(self.link.connection)
             except psycopg2.Error as exc:
                 self._lost_database(exc)
         if self.active:

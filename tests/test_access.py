@@ -99,6 +99,32 @@ def test_lower_numbered_override_applies_when_alone(engine, tmp_path, archive_ro
     assert public is False  # an override's access line comes before the calibration rule
 
 
+@pytest.mark.parametrize("name", ["override.\u0669.access", "override.\uff19.yaml", "override.access\n",
+                                  "override.2.yaml\n", "override.1e3.access"],
+                         ids=["arabic-indic-digit", "fullwidth-digit", "newline", "numbered-newline", "not-a-number"])
+def test_only_ascii_numbered_names_are_override_files(engine, tmp_path, archive_root, name):
+    """A number in another script, or a name ending in a newline, is not an override file:
+    it neither governs the directory nor supersedes the one in force."""
+    directory = archive_root / NIGHT / "cam"
+    observe(archive_root, f"{NIGHT}/cam/r1.fits")
+    (directory / "override.access").write_text("r* access alice\n")
+    (directory / name).write_text("r* access public\n")
+    load(engine, tmp_path, archive_root)
+    public, grants, _, rule = decided(engine)[f"{NIGHT}/cam/r1.fits"]
+    assert (public, grants) == (False, ["alice"]) and "override.access line 1" in rule, rule
+
+
+def test_a_night_directory_named_in_other_digits_is_off_the_layout(engine, tmp_path, archive_root):
+    """`２０１９-05/02` is no night directory: the file's night comes from its observation time,
+    so a directory name cannot date a recent exposure years back and make it public."""
+    image(archive_root / "\uff12\uff10\uff11\uff19-05/02/cam/r1.fits",
+          {"TELESCOP": "Shane", "PROPID": "P1", "DATE-OBS": f"{RECENT + dt.timedelta(days=1)}T05:00:00"})
+    load(engine, tmp_path, archive_root)
+    public, grants, _, _ = next(iter(decided(engine).values()))
+    assert (public, grants) == (False, ["P1"])
+    assert next(iter(rows(engine).values()))["night"] == RECENT
+
+
 def test_broken_override_file_fails_closed_and_names_the_line(engine, tmp_path, archive_root):
     (archive_root / NIGHT / "cam").mkdir(parents=True)
     (archive_root / NIGHT / "cam" / "override.access").write_text("# ok\nr* access\n")

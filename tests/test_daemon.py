@@ -17,6 +17,7 @@ from archive_daemon import db
 from conftest import failures, rows
 from daemonproc import Daemon, wait_until
 from fitsmaker import image
+from test_cli import cli
 
 NIGHT = dt.date.today().strftime("%Y-%m/%d")  # tonight: where the telescopes write
 OLD_NIGHT = "2019-05/02"
@@ -297,3 +298,32 @@ def test_sighup_with_new_access_rules_decides_again(daemons, engine, archive_roo
     daemon.signal(signal.SIGHUP)
     wait_until(lambda: rows(engine)[f"{NIGHT}/cam/r1.fits"]["public_date"] != before, what="the new period")
     assert rows(engine)[f"{NIGHT}/cam/r1.fits"]["public_date"].year == before.year + 1
+
+
+def test_access_settings_changed_while_the_daemon_was_stopped_apply_to_archived_files(
+        daemons, engine, archive_root, tmp_path):
+    """The operator tightens `access` and restarts instead of reloading (or a playbook ships
+    new code and configuration together): the leader decides again for every file. A start
+    with the settings the archive already follows decides nothing again."""
+    path = f"{NIGHT}/cam/a.fits"
+    image(archive_root / path, {"OBJECT": "no owner"})
+    daemon = daemons()
+    settings = yaml.safe_load(daemon.config.read_text())
+    daemon.config.write_text(yaml.safe_dump({**settings, "access": {"unknown_owner": "public"}}))
+    daemon.start().wait_status(RECONCILED)
+    wait_until(lambda: rows(engine), what="the file")
+    assert rows(engine)[path]["access_rule"] == "owner unknown: public by configuration"
+    daemon.stop()
+    daemon.config.write_text(yaml.safe_dump(settings))  # unknown_owner: proprietary, the default
+    daemon.start().wait_status(RECONCILED)
+    assert rows(engine)[path]["access_rule"] == "owner unknown: proprietary period"
+    assert rows(engine)[path]["public_date"] > dt.datetime.now(dt.timezone.utc)
+    daemon.stop()
+    daemon.start().wait_status(RECONCILED)
+    assert daemon.log().count("access settings changed") == 2, daemon.log()
+    daemon.stop()
+    daemon.config.write_text(yaml.safe_dump({**settings, "access": {"proprietary_months": 24}}))
+    recomputed = cli("--config", str(daemon.config), "access", "recompute", database_url=daemon.url)
+    assert recomputed.returncode == 0, recomputed.stderr
+    daemon.start().wait_status(RECONCILED)  # the recompute did it, and said so
+    assert daemon.log().count("access settings changed") == 2, daemon.log()

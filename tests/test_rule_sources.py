@@ -67,13 +67,19 @@ def _link_to_good(path):
     os.symlink("elsewhere.txt", path)
 
 
+def _not_staffs(path):
+    path.write_text("r* access public\n")
+    os.chown(path, 65534, 65534)
+
+
 @pytest.mark.parametrize("make, reason", [
     (_fifo, "not a regular file"),
     (_zero, "symbolic links are not archived"),
     (_huge, "larger than 1000 bytes (access.rule_file_max_bytes)"),
     (_latin1, "not UTF-8 text (byte 14)"),
     (_link_to_good, "symbolic links are not archived"),
-], ids=["fifo", "link-to-dev-zero", "too-large", "not-utf8", "link"])
+    (_not_staffs, "owned by uid 65534 (nobody), not one of access.rule_file_owners"),
+], ids=["fifo", "link-to-dev-zero", "too-large", "not-utf8", "link", "not-staffs"])
 def test_an_unusable_override_file_fails_closed_and_is_recorded(database_url, engine, tmp_path, archive_root,
                                                                  make, reason):
     image(archive_root / CAM / "r1.fits", {"PROPID": "P1"})
@@ -138,6 +144,48 @@ def test_an_override_file_that_cannot_be_read_fails_closed(database_url, engine,
     assert result.returncode == 1
     assert access_of(engine, f"{CAM}/r1.fits") == (False, [])
     assert rule_failures(engine) == {f"{CAM}/override.access": f"{override}: cannot open: Permission denied"}
+
+
+def test_an_override_file_added_by_any_mount_user_cannot_publish_another_programs_files(
+        database_url, engine, tmp_path, archive_root):
+    """Two programs share a night's instrument directory; staff restricted it with an override.
+    Anyone else who can write there adds override.9.access saying `public`: it is not staff's,
+    so it supersedes nothing and the directory's files are readable by staff only."""
+    cam = archive_root / CAM
+    image(cam / "r1.fits", {"PROPID": "P2", "OBJECT": "theirs"})
+    (cam / "override.access").write_text("* access P2\n")
+    assert reconcile(database_url, tmp_path, archive_root).returncode == 0
+    assert access_of(engine, f"{CAM}/r1.fits") == (True, ["P2"])
+    (cam / "override.9.access").write_text("* access public\n")
+    os.chown(cam / "override.9.access", 65534, 65534)  # written by somebody other than staff
+    result = reconcile(database_url, tmp_path, archive_root)
+    assert result.returncode == 1 and "owned by uid 65534 (nobody)" in result.stdout, result.stdout
+    assert access_of(engine, f"{CAM}/r1.fits") == (False, [])
+    assert "rules unreadable: not public" in rows(engine)[f"{CAM}/r1.fits"]["access_rule"]
+    assert list(rule_failures(engine)) == [f"{CAM}/override.9.access"]
+
+
+def test_rule_file_owners_are_root_and_the_roots_owner_unless_configured(database_url, engine, tmp_path,
+                                                                        archive_root):
+    image(archive_root / CAM / "r1.fits", {"PROPID": "P1"})
+    override = archive_root / CAM / "override.access"
+    override.write_text("r* access alice\n")
+    os.chown(archive_root, 4242, 4242)              # the account staff write the mount as
+    os.chown(override, 4242, 4242)
+    assert reconcile(database_url, tmp_path, archive_root).returncode == 0
+    assert access_of(engine, f"{CAM}/r1.fits") == (True, ["alice"])
+    os.chown(override, 65534, 65534)
+    assert reconcile(database_url, tmp_path, archive_root).returncode == 1
+    assert access_of(engine, f"{CAM}/r1.fits") == (False, [])
+    config = write_config(tmp_path, archive_root, access={"rule_file_owners": ["nobody"]})
+    assert cli("--config", str(config), "access", "recompute", database_url=database_url).returncode == 0
+    assert access_of(engine, f"{CAM}/r1.fits") == (True, ["alice"])
+    assert rule_failures(engine) == {}
+    os.chown(override, 4242, 4242)                  # listed owners replace the root's owner
+    result = reconcile(database_url, tmp_path, archive_root, rule_file_owners=[65534])
+    assert result.returncode == 1 and "owned by uid 4242 (no such user)" in result.stdout, result.stdout
+    refused = reconcile(database_url, tmp_path, archive_root, rule_file_owners=["no-such-account"])
+    assert refused.returncode == 2 and "access.rule_file_owners" in refused.stderr, refused.stderr
 
 
 def test_override_files_in_a_linked_directory_govern_nothing(database_url, engine, tmp_path, archive_root):
@@ -233,3 +281,42 @@ def test_status_names_rule_sources_that_cannot_be_used(started, engine, archive_
         assert daemon.process.poll() is None
     finally:
         os.chmod(archive_root / NIGHT / "locked", 0o755)
+
+
+def test_an_override_file_changing_owner_is_applied_by_the_next_reconcile(started, engine, archive_root):
+    """Ownership is part of an override file's fingerprint: chown-ing a refused one to staff
+    (or away from staff) decides the directory again, like an edit. (The watches do not see a
+    chown, as they do not see a chmod: the next reconcile does.)"""
+    image(archive_root / NIGHT / "cam" / "r1.fits", {"PROPID": "P1"})
+    override = archive_root / NIGHT / "cam" / "override.access"
+    override.write_text("r* access alice\n")
+    os.chown(override, 65534, 65534)
+    daemon = started(reconcile_interval=3)
+    daemon.wait_status("readable by staff only")
+    wait_until(lambda: rows(engine), what="the file")
+    assert access_of(engine, f"{NIGHT}/cam/r1.fits") == (False, [])
+    os.chown(override, 0, 0)
+    wait_until(lambda: access_of(engine, f"{NIGHT}/cam/r1.fits") == (True, ["alice"]), timeout=15,
+               what="the override applied once staff own it")
+    wait_until(lambda: "readable by staff only" not in daemon.status(), what="STATUS without the warning")
+    os.chown(override, 65534, 65534)
+    wait_until(lambda: access_of(engine, f"{NIGHT}/cam/r1.fits") == (False, []), timeout=15,
+               what="the override refused again")
+
+
+def test_an_unreadable_override_file_made_readable_is_applied_by_the_next_reconcile(started, engine,
+                                                                                     archive_root):
+    """The daemon keeps what it read of override files; one that failed is read again once it
+    changes (here, its permissions), not only once its directory does."""
+    image(archive_root / NIGHT / "cam" / "r1.fits", {"PROPID": "P1"})
+    override = archive_root / NIGHT / "cam" / "override.access"
+    override.write_text("r* access alice\n")
+    started(prefix=UNPRIVILEGED, reconcile_interval=3)
+    wait_until(lambda: rows(engine) and access_of(engine, f"{NIGHT}/cam/r1.fits") == (True, ["alice"]),
+               what="the override applied")
+    override.chmod(0)
+    wait_until(lambda: access_of(engine, f"{NIGHT}/cam/r1.fits") == (False, []), timeout=15,
+               what="the unreadable override failing closed")
+    override.chmod(0o644)
+    wait_until(lambda: access_of(engine, f"{NIGHT}/cam/r1.fits") == (True, ["alice"]), timeout=15,
+               what="the override applied once it can be read")
