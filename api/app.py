@@ -17,6 +17,7 @@ from archive_daemon.config import Config, load_config
 
 from .auth import Authentication
 from .database import Connection
+from .facets import Facets
 from .files import Download, File, Header
 from .health import Health
 from .openapi import OpenApi
@@ -24,6 +25,7 @@ from .proxy import FrontEnd
 from .search import Files
 from .streams import Streams
 from .tarstream import TarDownload
+from .whoami import WhoAmI
 
 
 def create_app(config: Config, engine: sa.Engine) -> falcon.App:
@@ -36,6 +38,8 @@ def create_app(config: Config, engine: sa.Engine) -> falcon.App:
     streams = Streams(config.api)
     app.add_route("/api/v1/files/{file_id}/download", Download(config, streams))
     app.add_route("/api/v1/download", TarDownload(config, streams))
+    app.add_route("/api/v1/facets", Facets(config.api))
+    app.add_route("/api/v1/whoami", WhoAmI())
     app.add_route("/api/v1/health", Health())
     app.add_route("/api/v1/openapi.json", OpenApi(config.api))
     app.add_error_handler(psycopg2.OperationalError, _database_unavailable)
