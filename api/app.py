@@ -23,6 +23,7 @@ from .health import Health
 from .openapi import OpenApi
 from .proxy import FrontEnd
 from .search import Files
+from .static import Page
 from .streams import Streams
 from .tarstream import TarDownload
 from .whoami import WhoAmI
@@ -42,6 +43,7 @@ def create_app(config: Config, engine: sa.Engine) -> falcon.App:
     app.add_route("/api/v1/whoami", WhoAmI())
     app.add_route("/api/v1/health", Health())
     app.add_route("/api/v1/openapi.json", OpenApi(config.api))
+    app.add_sink(Page(), prefix=r"/(?!api/)")  # the page; every path under /api/ is the API's
     app.add_error_handler(psycopg2.OperationalError, _database_unavailable)
     app.add_error_handler(sa.exc.OperationalError, _database_unavailable)
     app.add_error_handler(sa.exc.TimeoutError, _database_unavailable)  # every pooled connection busy

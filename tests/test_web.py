@@ -1,0 +1,198 @@
+"""The search page in a real browser (headless chromium) against a real gunicorn and
+PostgreSQL: what a researcher does, checked against what the API answers."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+from apiserver import NIGHT, OLD, ApiServer, build_archive
+from browser import Browser
+from fitsmaker import image
+
+
+def _more_files(root):
+    for n in range(7):
+        image(root / OLD / "many" / f"frame{n}.fits", {"OBJECT": f"field {n}", "DATE-OBS": f"2019-05-03T0{n}:30:00",
+                                                       "RA": f"0{n}:00:00", "DEC": f"{10 * n - 30}:00:00"})
+
+
+@pytest.fixture(scope="module")
+def archive(cluster, tmp_path_factory):
+    base = tmp_path_factory.mktemp("web")
+    built = build_archive(cluster, base, extra=_more_files)
+    server = ApiServer(built["config_path"], built["url"], base / "gunicorn.log")
+    yield {**built, "server": server}
+    server.stop()
+    built["close"]()
+
+
+@pytest.fixture(scope="module")
+def browser(archive):
+    opened = Browser(archive["server"].base)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def page(browser):
+    """The browser, with a fresh tab state: no token, an empty console."""
+    browser.open("/api/v1/health")
+    browser.driver.execute_script("sessionStorage.clear()")
+    browser.console()
+    yield browser
+
+
+def api_ids(archive, query: str, headers=None) -> list[int]:
+    answer = archive["server"].get(f"/api/v1/files?{query}", headers=headers or {})
+    assert answer.status_code == 200, answer.text
+    return [row["id"] for row in answer.json()["results"]]
+
+
+def query_of(page) -> dict:
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(page.driver.current_url).query))
+
+
+def test_the_page_is_served_at_the_root_with_its_types_and_nothing_outside_web(archive):
+    server = archive["server"]
+    assert server.get("/").headers["Content-Type"].startswith("text/html")
+    assert "script-src 'self'" in server.get("/").headers["Content-Security-Policy"]
+    assert server.get("/js/main.js").headers["Content-Type"].startswith("text/javascript")
+    assert server.get("/archive.css").headers["Content-Type"].startswith("text/css")
+    for escape in ("/../setup.cfg", "/%2e%2e/setup.cfg", "/js/..%2f..%2fsetup.cfg", "/.gitignore", "/web/index.html",
+                   "/js/%2e%2e/index.html", "/index.html%00.js"):
+        answer = server.get(escape)
+        assert answer.status_code == 404 and "description" in answer.json(), escape
+    assert requests_post(server, "/").status_code == 405
+
+
+def requests_post(server, path):
+    import requests
+    return requests.post(server.base + path, timeout=30)
+
+
+def test_a_search_in_the_url_is_run_and_its_rows_are_the_apis(archive, page):
+    query = f"path={OLD}/many&sort=path"
+    page.open(f"/?{query}")
+    page.settled()
+    assert page.ids() == api_ids(archive, query)
+    assert page.find("#count").text == "7 files"
+    assert page.find("input[name=path]").get_attribute("value") == f"{OLD}/many"
+    assert page.console() == []
+
+
+def test_a_search_by_the_form_puts_its_parameters_in_the_url(archive, page):
+    page.open("/")
+    page.settled()
+    box = page.find("input[name=object]")
+    box.send_keys("field", Keys.TAB)
+    page.find("select[name=object_match]").send_keys("prefix")
+    box.send_keys(Keys.ENTER)
+    page.wait(lambda d: "object=field" in d.current_url)
+    page.settled()
+    assert query_of(page) == {"object": "field", "object_match": "prefix"}
+    assert page.ids() == api_ids(archive, "object=field&object_match=prefix")
+    page.screenshot("results.png")
+    assert page.console() == []
+
+
+def test_sorting_by_a_column_asks_the_api_in_that_order_and_back_returns(archive, page):
+    page.open(f"/?path={OLD}/many")
+    page.settled()
+    page.find("button.sort[data-sort=object]").click()
+    page.wait(lambda d: query_of(page).get("sort") == "object")
+    page.settled()
+    page.find("button.sort[data-sort=object]").click()
+    page.wait(lambda d: query_of(page).get("sort") == "-object")
+    page.settled()
+    assert page.ids() == api_ids(archive, f"path={OLD}/many&sort=-object")
+    assert page.ids() == sorted(page.ids(), reverse=True)  # made in object order
+    page.driver.back()
+    page.wait(lambda d: query_of(page).get("sort") == "object")
+    page.settled()
+    assert page.ids() == api_ids(archive, f"path={OLD}/many&sort=object")
+
+
+def test_next_follows_the_apis_link_and_previous_goes_back(archive, page):
+    page.open(f"/?path={OLD}/many&sort=path&limit=3")
+    page.settled()
+    first = page.ids()
+    following = archive["server"].get(f"/api/v1/files?path={OLD}/many&sort=path&limit=3").json()["next"]
+    page.find("a[rel=next]").click()
+    page.wait(lambda d: "cursor" in query_of(page))
+    page.settled()
+    assert page.ids() == api_ids(archive, urllib.parse.urlsplit(following).query)
+    assert page.find("#count").text == "7 files"
+    page.find("#previous").click()
+    page.wait(lambda d: "cursor" not in query_of(page))
+    page.settled()
+    assert page.ids() == first
+
+
+def test_the_column_chooser_sets_the_apis_fields(archive, page):
+    page.open(f"/?path={OLD}/many&sort=path")
+    page.settled()
+    page.find("#columns summary").click()
+    page.find("#column-choices input[value=ra]").click()
+    page.wait(lambda d: "ra" in query_of(page).get("fields", "").split(","))
+    page.settled()
+    headings = [th.text for th in page.driver.find_elements(By.CSS_SELECTOR, "#table thead th")]
+    assert "RA (°)" in headings
+
+
+def test_the_header_is_shown_as_its_80_column_cards(archive, page):
+    file_id = archive["ids"][f"{OLD}/cam/public2.fits"]
+    page.open(f"/?path={OLD}/cam/public2.fits")
+    page.settled()
+    page.find(f"tr[data-id='{file_id}'] button.header").click()
+    text = page.visible("#header-text").text
+    expected = archive["server"].get(f"/api/v1/files/{file_id}/header").text
+    assert text.splitlines() == expected.splitlines()
+    assert text.startswith("SIMPLE  =") and "OBJECT  = 'M31" in text
+    page.find("#header-find").send_keys("m31")
+    page.wait(lambda d: len(page.find("#header-text").text.splitlines()) == 1)
+    assert page.find("#header-text").text.startswith("OBJECT  = 'M31")
+    page.find("#header-view button").click()
+
+
+def test_a_400_is_shown_beside_the_field_it_names(page):
+    page.open("/?ra=10&dec=41&radius=30x")
+    page.wait(lambda d: page.find(".error[data-for=radius]").text)
+    assert "not a radius" in page.find(".error[data-for=radius]").text
+    assert page.find("input[name=radius]").get_attribute("aria-invalid") == "true"
+    assert page.ids() == []
+
+
+def test_no_results_says_so(page):
+    page.open("/?object=nothing-like-this")
+    page.settled()
+    assert page.find("#count").text == "0 files"
+    assert "No files match" in page.find("#message").text
+
+
+def test_a_proprietary_file_is_shown_to_its_owner_only(archive, page):
+    mine = archive["ids"][f"{NIGHT}/cam/mine.fits"]
+    page.open(f"/?path={NIGHT}")
+    page.settled()
+    assert mine not in page.ids()
+    assert "Anonymous" in page.find("#whoami").text
+    page.find("#token-box summary").click()
+    page.find("#token").send_keys(archive["tokens"]["alice"], Keys.ENTER)
+    page.wait(lambda d: "alice" in page.find("#whoami").text)
+    page.wait(lambda d: mine in page.ids())
+    assert page.ids() == api_ids(archive, f"path={NIGHT}", {"Authorization": f"Bearer {archive['tokens']['alice']}"})
+    page.find("#forget-token").click()
+    page.wait(lambda d: "Anonymous" in page.find("#whoami").text)
+    page.wait(lambda d: mine not in page.ids())
+    assert page.console() == []
+
+
+def test_the_facets_offer_what_exists_with_counts(archive, page):
+    page.open("/")
+    page.settled()
+    page.wait(lambda d: len(page.driver.find_elements(By.CSS_SELECTOR, "select[name=instrument] option")) > 1)
+    options = [o.text for o in page.driver.find_elements(By.CSS_SELECTOR, "select[name=instrument] option")]
+    assert "Kast (1)" in options
