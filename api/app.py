@@ -21,6 +21,7 @@ from .facets import Facets
 from .files import Download, File, Header
 from .health import Health
 from .openapi import OpenApi
+from .preview import Preview
 from .proxy import FrontEnd
 from .search import Files
 from .static import Page
@@ -36,6 +37,7 @@ def create_app(config: Config, engine: sa.Engine) -> falcon.App:
     app.add_route("/api/v1/files", Files(config.api))
     app.add_route("/api/v1/files/{file_id}", File())
     app.add_route("/api/v1/files/{file_id}/header", Header())
+    app.add_route("/api/v1/files/{file_id}/preview", Preview(config))
     streams = Streams(config.api)
     app.add_route("/api/v1/files/{file_id}/download", Download(config, streams))
     app.add_route("/api/v1/download", TarDownload(config, streams))

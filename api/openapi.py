@@ -97,6 +97,16 @@ def document(settings: ApiConfig) -> dict:
                     file_id, _param("format", "80-column text or JSON cards", {"type": "string", "enum": ["text", "json"]})],
                 "responses": {"200": {"description": "the header", "content": {"text/plain": {}, "application/json": {}}},
                               **errors}}},
+            "/api/v1/files/{file_id}/preview": {"get": {
+                "summary": "A quick-look PNG: an image's (a cube's first plane's) zscale, or a spectrum's line plot",
+                "parameters": [
+                    file_id,
+                    _param("size", "the longer side in pixels", {"type": "integer", "minimum": 16,
+                                                                 "maximum": settings.preview_max_size}),
+                    _param("stretch", "how values map to grey", {"type": "string", "enum": ["asinh", "linear"]})],
+                "responses": {"200": {"description": "the preview", "content": {"image/png": {}}},
+                              "304": {"description": "unchanged since the ETag given"},
+                              **errors}}},
             "/api/v1/files/{file_id}/download": {"get": {
                 "summary": "The file itself (Range, ETag, If-None-Match supported)", "parameters": [
                     file_id,

@@ -106,6 +106,9 @@ class ApiConfig:
     max_streams: int = 6              # downloads at once per worker process (keep below its threads)
     max_streams_per_client: int = 4   # of those, to one client (user, else address)
     db_pool_size: int = 4             # database connections per worker process
+    preview_max_size: int = 1024      # pixels, the longer side of a preview PNG
+    preview_cache_dir: Path | None = None  # rendered previews; None: rendered every time
+    preview_cache_bytes: int = 2**30  # the cache's bound; the least recently served go first
 
 
 @dataclass(frozen=True)
@@ -275,6 +278,10 @@ def _read_secret(api: Section, base_dir: Path) -> str | None:
     return secret
 
 
+def _optional_path(name: str | None, base_dir: Path) -> Path | None:
+    return None if name is None else base_dir / Path(name).expanduser()
+
+
 def _read_api(api: Section, base_dir: Path) -> ApiConfig:
     user_header = api.string("user_header")
     if user_header is not None and not _HEADER_NAME.fullmatch(user_header):
@@ -292,7 +299,10 @@ def _read_api(api: Section, base_dir: Path) -> ApiConfig:
         stream_write_timeout=api.number("stream_write_timeout", 60.0, 1.0),
         max_streams=api.integer("max_streams", 6, 1),
         max_streams_per_client=api.integer("max_streams_per_client", 4, 1),
-        db_pool_size=api.integer("db_pool_size", 4, 1))
+        db_pool_size=api.integer("db_pool_size", 4, 1),
+        preview_max_size=api.integer("preview_max_size", 1024, 16),
+        preview_cache_dir=_optional_path(api.string("preview_cache_dir"), base_dir),
+        preview_cache_bytes=api.integer("preview_cache_bytes", 2**30, 0))
     api.done()
     return config
 

@@ -38,6 +38,7 @@ class Browser:
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         self.driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
         self.driver.implicitly_wait(0)
+        self.expected_errors: list[str] = []
 
     def open(self, path: str) -> None:
         self.driver.get(self.base + path)
@@ -63,7 +64,9 @@ class Browser:
         return self.wait(expected_conditions.visibility_of_element_located((By.CSS_SELECTOR, selector)))
 
     def console(self) -> list[str]:
-        return [entry["message"] for entry in self.driver.get_log("browser") if entry["level"] == "SEVERE"]
+        """The errors logged since the last call, but for those containing an expected text."""
+        return [entry["message"] for entry in self.driver.get_log("browser") if entry["level"] == "SEVERE"
+                and not any(text in entry["message"] for text in self.expected_errors)]
 
     def screenshot(self, name: str) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)

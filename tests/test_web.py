@@ -38,11 +38,13 @@ def browser(archive):
 
 
 @pytest.fixture
-def page(browser):
-    """The browser, with a fresh tab state: no token, an empty console."""
+def page(browser, archive):
+    """The browser, with a fresh tab state: no token, an empty console (but for the 404 of
+    the preview of escape.fits, archived and then made a link, which is never served)."""
     browser.open("/api/v1/health")
     browser.driver.execute_script("sessionStorage.clear()")
     browser.console()
+    browser.expected_errors = [f"/api/v1/files/{archive['ids'][f'{OLD}/cam/escape.fits']}/preview?"]
     yield browser
 
 
@@ -196,3 +198,14 @@ def test_the_facets_offer_what_exists_with_counts(archive, page):
     page.wait(lambda d: len(page.driver.find_elements(By.CSS_SELECTOR, "select[name=instrument] option")) > 1)
     options = [o.text for o in page.driver.find_elements(By.CSS_SELECTOR, "select[name=instrument] option")]
     assert "Kast (1)" in options
+
+
+def test_each_row_shows_its_preview(archive, page):
+    page.open(f"/?path={OLD}/many&sort=path")
+    page.settled()
+    page.wait(lambda d: d.execute_script(
+        "return [...document.querySelectorAll('td.preview img')].every(i => i.complete && i.naturalWidth > 0)"))
+    images = page.driver.find_elements(By.CSS_SELECTOR, "tr[data-id] td.preview img")
+    assert len(images) == 7
+    assert images[0].get_attribute("src").endswith(f"/api/v1/files/{page.ids()[0]}/preview?size=96")
+    assert page.console() == []

@@ -6,6 +6,7 @@ import { ApiError, describe, json, save, token } from "./api.js";
 import * as auth from "./auth.js";
 import * as form from "./form.js";
 import * as header from "./header.js";
+import * as preview from "./preview.js";
 import * as results from "./results.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -50,7 +51,8 @@ function actions(row) {
   return td;
 }
 
-const extra = { headings: { before: [], after: [""] }, cells: (row) => ({ before: [], after: [actions(row)] }) };
+const extra = { headings: { before: ["preview"], after: [""] },
+  cells: (row) => ({ before: [preview.cell(row)], after: [actions(row)] }) };
 
 async function run() {
   const params = current();
