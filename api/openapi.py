@@ -60,7 +60,8 @@ def document(settings: ApiConfig) -> dict:
                     "maxItems": settings.tar_max_files},
             "paths": {"type": "array", "items": {"type": "string", "description": "root/path"},
                       "maxItems": settings.tar_max_files},
-            "gzip": {"type": "boolean"}}}
+            "gzip": {"type": "boolean"}},
+        "x-max-bytes": settings.tar_max_bytes}  # the files' total size a request may ask for
     return {
         "openapi": "3.0.3",
         "info": {"title": "Observatory archive API", "version": "1",

@@ -38,6 +38,10 @@ class Browser:
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         self.driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
         self.driver.implicitly_wait(0)
+        self.downloads = Path(self.profile) / "downloads"
+        self.downloads.mkdir()
+        self.driver.execute_cdp_cmd("Browser.setDownloadBehavior",
+                                    {"behavior": "allow", "downloadPath": str(self.downloads)})
         self.expected_errors: list[str] = []
 
     def open(self, path: str) -> None:
@@ -62,6 +66,15 @@ class Browser:
 
     def visible(self, selector: str):
         return self.wait(expected_conditions.visibility_of_element_located((By.CSS_SELECTOR, selector)))
+
+    def downloaded(self, name: str, timeout: float = 20) -> Path:
+        """A file the page made the browser save, once it is whole (and moved out of the way
+        of the next download of the same name)."""
+        path = self.downloads / name
+        self.wait(lambda d: path.exists() and not any(self.downloads.glob("*.crdownload")), timeout)
+        kept = path.with_name(f"{len(list(self.downloads.iterdir()))}-{name}")
+        path.rename(kept)
+        return kept
 
     def console(self) -> list[str]:
         """The errors logged since the last call, but for those containing an expected text."""

@@ -3,6 +3,8 @@ PostgreSQL: what a researcher does, checked against what the API answers."""
 
 from __future__ import annotations
 
+import subprocess
+import tarfile
 import urllib.parse
 
 import pytest
@@ -208,4 +210,72 @@ def test_each_row_shows_its_preview(archive, page):
     images = page.driver.find_elements(By.CSS_SELECTOR, "tr[data-id] td.preview img")
     assert len(images) == 7
     assert images[0].get_attribute("src").endswith(f"/api/v1/files/{page.ids()[0]}/preview?size=96")
+    assert page.console() == []
+
+
+def _members(path) -> set[str]:
+    with tarfile.open(path) as tar:
+        return set(tar.getnames())
+
+
+def test_download_selected_saves_one_tar_of_the_selected_files(archive, page):
+    page.open(f"/?path={OLD}/many&sort=path")
+    page.settled()
+    first, third = page.ids()[0], page.ids()[2]
+    for file_id in (first, third):
+        page.find(f"tr[data-id='{file_id}'] input.select").click()
+    assert page.find("#selected-count").text == "2 selected"
+    button = page.driver.find_element(By.XPATH, "//button[normalize-space()='Download selected']")
+    button.click()
+    names = _members(page.downloaded("archive.tar"))
+    paths = {v: k for k, v in archive["ids"].items()}
+    assert {f"data/{paths[first]}", f"data/{paths[third]}"} <= names
+    assert not {n for n in names if n.startswith("data/")} - {f"data/{paths[first]}", f"data/{paths[third]}"}
+    page.find("#clear-selection").click()
+    assert page.find("#selected-count").text == "0 selected"
+    assert page.console() == []
+
+
+def test_select_all_on_a_page_and_the_selection_survives_paging(archive, page):
+    page.open(f"/?path={OLD}/many&sort=path&limit=3")
+    page.settled()
+    page.find("input.select-page").click()
+    assert page.find("#selected-count").text == "3 selected"
+    page.find("a[rel=next]").click()
+    page.wait(lambda d: "cursor" in query_of(page))
+    page.settled()
+    page.find(f"tr[data-id='{page.ids()[0]}'] input.select").click()
+    assert page.find("#selected-count").text == "4 selected"
+    page.find("#clear-selection").click()
+
+
+def test_download_all_beyond_the_tar_limit_says_so_and_the_script_fetches_everything(archive, page, tmp_path):
+    page.open(f"/?path={OLD}/many")
+    page.settled()
+    page.find("#download-all").click()  # 7 files; this archive's tar holds 5
+    page.wait(lambda d: "7 files are more than one download holds (5)" in page.find("#message").text)
+    page.find("#download-script").click()
+    script = page.downloaded("archive-download.sh")
+    done = subprocess.run(["sh", str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    fetched = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.fits")}
+    assert fetched == {f"data/{OLD}/many/frame{n}.fits" for n in range(7)}
+    assert (tmp_path / "data" / OLD / "many" / "frame3.fits").read_bytes() == \
+        (archive["root"] / OLD / "many" / "frame3.fits").read_bytes()
+
+
+def test_download_all_within_the_limit_and_a_tokens_download_selected(archive, page):
+    page.open(f"/?path={OLD}/many&object=field 1")
+    page.settled()
+    page.find("#download-all").click()
+    assert _members(page.downloaded("archive.tar")) >= {f"data/{OLD}/many/frame1.fits"}
+    mine = archive["ids"][f"{NIGHT}/cam/mine.fits"]
+    page.find("#token-box summary").click()
+    page.find("#token").send_keys(archive["tokens"]["alice"], Keys.ENTER)
+    page.open(f"/?path={NIGHT}")
+    page.settled()
+    page.find(f"tr[data-id='{mine}'] input.select").click()
+    page.driver.find_element(By.XPATH, "//button[normalize-space()='Download selected']").click()
+    assert f"data/{NIGHT}/cam/mine.fits" in _members(page.downloaded("archive.tar"))
+    page.find("#clear-selection").click()
     assert page.console() == []

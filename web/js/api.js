@@ -54,7 +54,10 @@ export async function json(path, options) {
 // A file fetched with the token and handed to the browser to save: a plain link cannot
 // carry an Authorization header.
 export async function save(path, name, options) {
-  const blob = await (await request(path, options)).blob();
+  saveBlob(await (await request(path, options)).blob(), name);
+}
+
+export function saveBlob(blob, name) {
   const link = Object.assign(document.createElement("a"), { href: URL.createObjectURL(blob), download: name });
   document.body.append(link);
   link.click();
@@ -69,7 +72,11 @@ export async function describe() {
   const search = doc.paths["/api/v1/files"].get.parameters.filter((p) => p.in === "query");
   const facets = doc.paths["/api/v1/facets"].get.parameters.map((p) => p.name);
   const sort = search.find((p) => p.name === "sort").schema.enum.filter((s) => !s.startsWith("-"));
+  const tar = doc.paths["/api/v1/download"].post.requestBody.content["application/json"].schema;
   return {
+    maxLimit: search.find((p) => p.name === "limit").schema.maximum,
+    tarFiles: tar.properties.ids.maxItems,
+    tarBytes: tar["x-max-bytes"],
     parameters: new Set(search.map((p) => p.name)),
     filters: new Set(facets),
     fields: Object.keys(doc.components.schemas.File.properties),

@@ -2,12 +2,13 @@
 // search, sort, column change and page is a history entry, so searches can be bookmarked
 // and mailed and the back button works.
 
-import { ApiError, describe, json, save, token } from "./api.js";
+import { ApiError, describe, json, save, saveBlob, token } from "./api.js";
 import * as auth from "./auth.js";
 import * as form from "./form.js";
 import * as header from "./header.js";
 import * as preview from "./preview.js";
 import * as results from "./results.js";
+import * as selection from "./selection.js";
 
 const $ = (selector) => document.querySelector(selector);
 const searchForm = $("#search");
@@ -51,8 +52,9 @@ function actions(row) {
   return td;
 }
 
-const extra = { headings: { before: ["preview"], after: [""] },
-  cells: (row) => ({ before: [preview.cell(row)], after: [actions(row)] }) };
+const pageBox = selection.pageBox(table);
+const extra = { headings: { before: [pageBox, "preview"], after: [""] },
+  cells: (row) => ({ before: [selection.cell(row), preview.cell(row)], after: [actions(row)] }) };
 
 async function run() {
   const params = current();
@@ -77,6 +79,7 @@ async function run() {
       go(params);
     } });
     results.showCount($("#count"), page);
+    pageBox.checked = page.results.length > 0 && page.results.every((row) => selection.ids().includes(row.id));
     if (!page.results.length) say("No files match this search. Widen it: fewer fields, a larger radius, a longer time.");
     const next = results.nextQuery(page);
     $("#next").hidden = !next;
@@ -94,6 +97,57 @@ async function run() {
   }
 }
 
+async function busy(work) {
+  loading.hidden = false;
+  say("");
+  try {
+    await work();
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    say(error.message);
+  } finally {
+    loading.hidden = true;
+  }
+}
+
+// Every result (id, root, path, size), or a message when there are more than `most`.
+async function allResults(most, what, advice) {
+  const { count, rows } = await selection.everything(current(), "id,root,path,size", most, api.maxLimit);
+  if (rows === null) say(`${count.toLocaleString("en")} files are more than ${what} (${most.toLocaleString("en")}): ${advice}.`);
+  return rows;
+}
+
+function setUpDownloads() {
+  selection.setUp((n) => {
+    $("#selected-count").textContent = `${n} selected`;
+    $("#download-selected").disabled = $("#clear-selection").disabled = n === 0;
+  });
+  $("#clear-selection").addEventListener("click", selection.clear);
+  $("#download-selected").addEventListener("click", () => busy(async () => {
+    const ids = selection.ids();
+    if (ids.length > api.tarFiles) {
+      say(`${ids.length} files are selected; one download holds at most ${api.tarFiles}. Use "Download script".`);
+      return;
+    }
+    await selection.downloadTar(ids, (error) => say(error.message));
+  }));
+  $("#download-all").addEventListener("click", () => busy(async () => {
+    const rows = await allResults(api.tarFiles, "one download holds", 'narrow the search, or use "Download script"');
+    if (!rows) return;
+    const bytes = rows.reduce((sum, row) => sum + row.size, 0);
+    if (bytes > api.tarBytes) {
+      say(`These files come to ${(bytes / 2 ** 30).toFixed(1)} GiB, more than one download holds ` +
+        `(${(api.tarBytes / 2 ** 30).toFixed(1)} GiB): narrow the search, or use "Download script".`);
+      return;
+    }
+    await selection.downloadTar(rows.map((r) => r.id), (error) => say(error.message));
+  }));
+  $("#download-script").addEventListener("click", () => busy(async () => {
+    const rows = await allResults(100000, "a script lists", "narrow the search");
+    if (rows) saveBlob(selection.script(rows, current()), "archive-download.sh");
+  }));
+}
+
 async function start() {
   api = await describe();
   auth.setUp($("#token-form"), $("#forget-token"), async () => {
@@ -102,6 +156,7 @@ async function start() {
     run();
   });
   header.setUp($("#header-view"));
+  setUpDownloads();
   searchForm.addEventListener("submit", (event) => {
     event.preventDefault();
     const params = form.read(searchForm);

@@ -47,8 +47,13 @@ function heading(column, sorts, sort, onSort) {
 // (row) -> {before: [td], after: [td]}.
 export function render(table, page, { columns, sorts, sort, onSort, extra }) {
   const head = table.tHead.rows[0];
-  const leading = extra.headings.before.map((text) => Object.assign(document.createElement("th"), { textContent: text }));
-  const trailing = extra.headings.after.map((text) => Object.assign(document.createElement("th"), { textContent: text }));
+  const th = (content) => {
+    const cell = document.createElement("th");
+    cell.append(content);
+    return cell;
+  };
+  const leading = extra.headings.before.map(th);
+  const trailing = extra.headings.after.map(th);
   head.replaceChildren(...leading, ...columns.map((c) => heading(c, sorts, sort, onSort)), ...trailing);
   const body = table.tBodies[0];
   body.replaceChildren(...page.results.map((row) => {
