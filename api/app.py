@@ -16,6 +16,7 @@ from archive_daemon import db
 from archive_daemon.config import Config, load_config
 
 from .auth import Authentication
+from .calibrations import Calibrations
 from .database import Connection
 from .facets import Facets
 from .files import Download, File, Header
@@ -42,6 +43,7 @@ def create_app(config: Config, engine: sa.Engine) -> falcon.App:
     app.add_route("/api/v1/files/{file_id}/download", Download(config, streams))
     app.add_route("/api/v1/download", TarDownload(config, streams))
     app.add_route("/api/v1/facets", Facets(config.api))
+    app.add_route("/api/v1/calibrations", Calibrations(config))
     app.add_route("/api/v1/whoami", WhoAmI())
     app.add_route("/api/v1/health", Health())
     app.add_route("/api/v1/openapi.json", OpenApi(config.api))

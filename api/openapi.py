@@ -7,6 +7,7 @@ import falcon
 
 from archive_daemon.config import ApiConfig
 
+from .calibrations import NIGHTS_MAX
 from .facets import FACETS
 from .params import ID_MAX
 from .search import EXACT, FIELDS, SORTS
@@ -132,6 +133,16 @@ def document(settings: ApiConfig) -> dict:
                 "parameters": filter_params,
                 "responses": {"200": {"description": "{facet: [{value, count}, ...]}", "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/Facets"}}}}, **errors}}},
+            "/api/v1/calibrations": {"get": {
+                "summary": "The calibration frames of the given files: same instrument, nights around "
+                           "theirs, the same filter (flats) and binning",
+                "parameters": [
+                    _param("ids", "the files' ids, comma-separated", required=True),
+                    _param("nights", "nights before and after each file's night",
+                           {"type": "integer", "minimum": 0, "maximum": NIGHTS_MAX})],
+                "responses": {"200": {"description": "{count, results: [file fields and `for`: the ids "
+                                                     "they calibrate]}", "content": {"application/json": {}}},
+                              **errors}}},
             "/api/v1/whoami": {"get": {
                 "summary": "Who the API takes the caller for: user, programs, and by what (token or front end)",
                 "responses": {"200": {"description": "the caller", "content": {"application/json": {}}},

@@ -109,6 +109,7 @@ class ApiConfig:
     preview_max_size: int = 1024      # pixels, the longer side of a preview PNG
     preview_cache_dir: Path | None = None  # rendered previews; None: rendered every time
     preview_cache_bytes: int = 2**30  # the cache's bound; the least recently served go first
+    calibration_nights: int = 1       # calibrations from this many nights before and after a file's
 
 
 @dataclass(frozen=True)
@@ -302,7 +303,8 @@ def _read_api(api: Section, base_dir: Path) -> ApiConfig:
         db_pool_size=api.integer("db_pool_size", 4, 1),
         preview_max_size=api.integer("preview_max_size", 1024, 16),
         preview_cache_dir=_optional_path(api.string("preview_cache_dir"), base_dir),
-        preview_cache_bytes=api.integer("preview_cache_bytes", 2**30, 0))
+        preview_cache_bytes=api.integer("preview_cache_bytes", 2**30, 0),
+        calibration_nights=api.integer("calibration_nights", 1, 0))
     api.done()
     return config
 

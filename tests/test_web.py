@@ -16,7 +16,13 @@ from browser import Browser
 from fitsmaker import image
 
 
+CALIBRATIONS = ("2019-05/03/many/bias.fits", "2019-05/03/many/flat.fits")
+
+
 def _more_files(root):
+    for path in CALIBRATIONS:
+        image(root / path, {"OBJECT": "calibration", "OBSTYPE": path.rsplit("/", 1)[1][:-5].upper(),
+                            "DATE-OBS": "2019-05-04T02:00:00"})
     for n in range(7):
         image(root / OLD / "many" / f"frame{n}.fits", {"OBJECT": f"field {n}", "DATE-OBS": f"2019-05-03T0{n}:30:00",
                                                        "RA": f"0{n}:00:00", "DEC": f"{10 * n - 30}:00:00"})
@@ -277,5 +283,20 @@ def test_download_all_within_the_limit_and_a_tokens_download_selected(archive, p
     page.find(f"tr[data-id='{mine}'] input.select").click()
     page.driver.find_element(By.XPATH, "//button[normalize-space()='Download selected']").click()
     assert f"data/{NIGHT}/cam/mine.fits" in _members(page.downloaded("archive.tar"))
+    page.find("#clear-selection").click()
+    assert page.console() == []
+
+
+def test_add_calibrations_puts_them_into_the_selection_and_the_tar(archive, page):
+    page.open(f"/?path={OLD}/many&sort=path")
+    page.settled()
+    science = page.ids()[0]
+    page.find(f"tr[data-id='{science}'] input.select").click()
+    page.driver.find_element(By.XPATH, "//button[normalize-space()='Add calibrations']").click()
+    page.wait(lambda d: page.find("#selected-count").text == "3 selected")
+    assert "Added 2 calibration frames" in page.find("#message").text
+    page.driver.find_element(By.XPATH, "//button[normalize-space()='Download selected']").click()
+    names = _members(page.downloaded("archive.tar"))
+    assert {f"data/{p}" for p in CALIBRATIONS} <= names
     page.find("#clear-selection").click()
     assert page.console() == []

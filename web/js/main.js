@@ -120,9 +120,14 @@ async function allResults(most, what, advice) {
 function setUpDownloads() {
   selection.setUp((n) => {
     $("#selected-count").textContent = `${n} selected`;
-    $("#download-selected").disabled = $("#clear-selection").disabled = n === 0;
+    for (const id of ["#download-selected", "#clear-selection", "#add-calibrations"]) $(id).disabled = n === 0;
   });
   $("#clear-selection").addEventListener("click", selection.clear);
+  $("#add-calibrations").addEventListener("click", () => busy(async () => {
+    const added = await selection.addCalibrations(api.maxLimit);
+    say(added ? `Added ${added} calibration frame${added === 1 ? "" : "s"} to the selection.`
+      : "No calibration frames beyond those selected: none of their instrument and nights.");
+  }));
   $("#download-selected").addEventListener("click", () => busy(async () => {
     const ids = selection.ids();
     if (ids.length > api.tarFiles) {

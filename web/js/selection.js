@@ -62,6 +62,18 @@ export function pageBox(table) {
   return box;
 }
 
+// The calibration frames of the selected files (bias, dark, flat, arc of their instrument
+// and nights), added to the selection; how many were new.
+export async function addCalibrations(most) {
+  const before = chosen.size;
+  const list = ids();
+  for (let start = 0; start < list.length; start += most) {
+    const found = await json(`/api/v1/calibrations?ids=${list.slice(start, start + most).join(",")}`);
+    add(found.results.map((row) => row.id));
+  }
+  return chosen.size - before;
+}
+
 // One tar of `list`: a plain form post when the browser's own credentials do (the browser
 // saves the attachment as it comes, whatever its size), else fetched with the token. The
 // form answers into a hidden frame: a refusal (a 400 naming what was over a limit) lands
