@@ -300,3 +300,19 @@ def test_add_calibrations_puts_them_into_the_selection_and_the_tar(archive, page
     assert {f"data/{p}" for p in CALIBRATIONS} <= names
     page.find("#clear-selection").click()
     assert page.console() == []
+
+
+def test_the_sky_shows_the_pages_positions_and_a_click_highlights_the_row(archive, page):
+    page.open(f"/?path={OLD}/many&sort=path")
+    page.settled()
+    points = page.driver.find_elements(By.CSS_SELECTOR, "#sky circle.point")
+    assert sorted(int(p.get_attribute("data-id")) for p in points) == sorted(page.ids())
+    rows = {r["id"]: r for r in archive["server"].get(f"/api/v1/files?path={OLD}/many").json()["results"]}
+    west = max(points, key=lambda p: rows[int(p.get_attribute("data-id"))]["ra"])
+    east = min(points, key=lambda p: rows[int(p.get_attribute("data-id"))]["ra"])
+    assert float(west.get_attribute("cx")) < float(east.get_attribute("cx"))  # RA grows to the left
+    west.click()
+    chosen = west.get_attribute("data-id")
+    assert "highlight" in page.find(f"tr[data-id='{chosen}']").get_attribute("class")
+    page.screenshot("sky.png")
+    assert page.console() == []

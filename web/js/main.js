@@ -9,6 +9,7 @@ import * as header from "./header.js";
 import * as preview from "./preview.js";
 import * as results from "./results.js";
 import * as selection from "./selection.js";
+import * as sky from "./sky.js";
 
 const $ = (selector) => document.querySelector(selector);
 const searchForm = $("#search");
@@ -35,7 +36,7 @@ function say(text) {
 
 function actions(row) {
   const td = document.createElement("td");
-  td.className = "actions";
+  td.className = "row-actions";
   const name = row.path ? row.path.split("/").pop() : `file ${row.id}`;
   const download = Object.assign(document.createElement("a"), {
     href: `/api/v1/files/${row.id}/download`, textContent: "Download", className: "download" });
@@ -79,6 +80,7 @@ async function run() {
       go(params);
     } });
     results.showCount($("#count"), page);
+    sky.draw($("#sky"), page.results, table);
     pageBox.checked = page.results.length > 0 && page.results.every((row) => selection.ids().includes(row.id));
     if (!page.results.length) say("No files match this search. Widen it: fewer fields, a larger radius, a longer time.");
     const next = results.nextQuery(page);
