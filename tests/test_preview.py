@@ -191,3 +191,33 @@ def test_the_cache_stays_within_its_bound(archive):
     for size in range(100, 140):
         assert preview(archive, f"{OLD}/look/sky.fits", size=str(size)).status_code == 200
     assert sum(p.stat().st_size for p in archive["cache"].glob("*.png")) <= 10_000
+
+
+# -- the demo's sample pixels ----------------------------------------------------------------
+
+def _sample(tmp_path, name, pixels):
+    from archive_daemon import samples
+    source = samples.SAMPLES / name
+    lines = [line.ljust(80)[:80] for line in source.read_bytes().split(b"\n") if line]
+    target = tmp_path / ("pixels" if pixels else "plain") / name.replace(".txt", ".fits")
+    samples.write_fits(b"".join(lines) + b"END".ljust(80), target, samples.header_file_path(name) if pixels else None)
+    return target
+
+
+@pytest.mark.parametrize("name", ["2019-05_06_nickel_d109-hdu0.txt", "2019-05_02_shane_r650-hdu0.txt"])
+def test_sample_pixels_change_only_the_data_and_are_the_same_every_time(tmp_path, name):
+    plain, drawn = _sample(tmp_path, name, False), _sample(tmp_path, name, True)
+    assert drawn.stat().st_size == plain.stat().st_size
+    header = fits.getheader(plain)
+    assert fits.getheader(drawn) == header
+    again = _sample(tmp_path / "again", name, True)
+    assert again.read_bytes() == drawn.read_bytes()
+    pixels = grey(render(drawn, 256, "asinh"))
+    assert pixels.std() > 10  # not a flat frame
+
+
+def test_an_imagers_sample_is_a_star_field(tmp_path):
+    sky = fits.getdata(_sample(tmp_path, "2019-05_06_nickel_d109-hdu0.txt", True)).astype(float)
+    background = np.median(sky)
+    assert 1000 < background < 1500 and 10 < np.std(sky[sky < background + 100]) < 60
+    assert (sky > background + 1000).sum() > 50  # stars
