@@ -17,6 +17,7 @@ const table = $("#table");
 const loading = $("#loading");
 const message = $("#message");
 let api;
+let searches = 0; // a search answered after a newer one began is dropped
 
 // The URL's parameters the API takes, without empty ones (it refuses both).
 function current() {
@@ -71,8 +72,10 @@ async function run() {
   });
   loading.hidden = false;
   table.setAttribute("aria-busy", "true");
+  const mine = ++searches;
   try {
     const page = await json(`/api/v1/files?${params}`);
+    if (mine !== searches) return;
     const sort = params.get("sort") || "obs_start";
     results.render(table, page, { columns, sorts: api.sorts, sort, extra, onSort: (next) => {
       params.set("sort", next);
@@ -89,13 +92,16 @@ async function run() {
     $("#previous").hidden = !params.has("cursor");
   } catch (error) {
     if (!(error instanceof ApiError)) throw error;
+    if (mine !== searches) return;
     table.tBodies[0].replaceChildren();
     $("#count").textContent = "";
     $("#next").hidden = true;
     if (!form.showError(searchForm, error)) say(error.message);
   } finally {
-    loading.hidden = true;
-    table.removeAttribute("aria-busy");
+    if (mine === searches) {
+      loading.hidden = true;
+      table.removeAttribute("aria-busy");
+    }
   }
 }
 
