@@ -11,8 +11,8 @@ from archive_daemon.config import Config
 
 from .files import open_archived, visible_file
 from .params import Params
-from .previewcache import PreviewCache
-from .render import STRETCHES, NoData, render
+from archive_daemon.previewcache import PreviewCache
+from archive_daemon.quicklook import STRETCHES, NoData, render
 
 
 class Preview:

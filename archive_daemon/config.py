@@ -77,6 +77,7 @@ class AccessConfig:
 class IngestConfig:
     workers: int = 0  # 0: one per core
     batch_size: int = 500
+    previews: tuple[int, ...] = ()  # preview sizes rendered into api.preview_cache_dir at ingest
 
     @property
     def worker_count(self) -> int:
@@ -335,7 +336,11 @@ def load_config(explicit: str | None = None) -> Config:
             raise ConfigError(f"{source}: roots: the name {name!r} is used twice")
 
     ingest = top.section("ingest")
-    ingest_config = IngestConfig(workers=ingest.integer("workers", 0), batch_size=ingest.integer("batch_size", 500, 1))
+    previews = ingest.raw("previews", [])
+    if not isinstance(previews, list) or not all(type(s) is int and s >= 16 for s in previews):
+        raise ingest.fail("previews", "must be a list of preview sizes in pixels (16 or more)")
+    ingest_config = IngestConfig(workers=ingest.integer("workers", 0), batch_size=ingest.integer("batch_size", 500, 1),
+                                 previews=tuple(previews))
     ingest.done()
     daemon = top.section("daemon")
     daemon_config = DaemonConfig(reconcile_interval=daemon.number("reconcile_interval", 3600.0, minimum=1.0),
@@ -345,6 +350,10 @@ def load_config(explicit: str | None = None) -> Config:
         raise ConfigError(f"{source}: daemon.max_delete_fraction: must be between 0 and 1")
     access_config = _read_access(top.section("access"))
     api_config = _read_api(top.section("api"), base_dir)
+    if ingest_config.previews and api_config.preview_cache_dir is None:
+        raise ConfigError(f"{source}: ingest.previews: needs api.preview_cache_dir, where the API finds them")
+    if any(size > api_config.preview_max_size for size in ingest_config.previews):
+        raise ConfigError(f"{source}: ingest.previews: sizes above api.preview_max_size are never asked for")
 
     generic = read_keyword_map(top.section("keywords"), KeywordMap())
     instruments = tuple(read_profile(s, generic) for s in top.sections("instruments"))

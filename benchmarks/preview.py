@@ -4,7 +4,7 @@ against a download of a file of the same size, measured in one run on this machi
     .venv/bin/python benchmarks/preview.py [--side 4096] [--size 512] [--requests 200]
 
 Rendering: a side x side float32 image (noise and stars), each way in a fresh process:
-  (a) api.render (bands of rows through astropy's section, binned as they come);
+  (a) quicklook.render (bands of rows through astropy's section, binned as they come);
   (b) astropy getdata + matplotlib imsave of the whole image between zscale limits
       (Pillow's save of the whole image when matplotlib is not installed).
 Reported: seconds, seconds per megapixel, and the process's peak memory above its start.
@@ -48,11 +48,11 @@ def _peak_kb() -> int:
 
 def child(way: str, path: str, size: int) -> None:
     """One measurement in this fresh process; prints JSON (seconds, peak MB above start)."""
-    from api.render import render
+    from archive_daemon.quicklook import render
     from astropy.visualization import ZScaleInterval
     start_kb = _peak_kb()
     started = time.perf_counter()
-    writer = "api.render"
+    writer = "quicklook.render"
     if way == "render":
         render(path, size, "asinh")
     else:
@@ -147,7 +147,7 @@ def main() -> None:
         image(path, args.side)
         megapixels = args.side * args.side / 1e6
         print("Rendering (a fresh process each; peak memory above the process's start):")
-        for label, way in (("(a) api.render", "render"), ("(b) getdata + imsave", "baseline")):
+        for label, way in (("(a) quicklook.render", "render"), ("(b) getdata + imsave", "baseline")):
             result = measure(way, path, args.size)
             print(f"  {label:22} {result['seconds']:6.2f} s  {result['seconds'] / megapixels * 1000:6.1f} ms/Mpx  "
                   f"peak +{result['peak_mb']:5.0f} MB  ({result['writer']})")

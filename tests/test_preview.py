@@ -1,4 +1,4 @@
-"""Quick-look previews: known arrays give known images (unit tests of api.render), and the
+"""Quick-look previews: known arrays give known images (unit tests of archive_daemon.quicklook), and the
 endpoint's access rule, errors and disk cache (in process, real PostgreSQL, real files)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from astropy.io import fits
 from PIL import Image
 
-from api.render import NoData, render
+from archive_daemon.quicklook import NoData, render
 from apiserver import NIGHT, OLD, build_archive
 from test_api_contract import assert_names, client_for
 
@@ -221,3 +221,38 @@ def test_an_imagers_sample_is_a_star_field(tmp_path):
     background = np.median(sky)
     assert 1000 < background < 1500 and 10 < np.std(sky[sky < background + 100]) < 60
     assert (sky > background + 1000).sum() > 50  # stars
+
+
+# -- previews rendered at ingest -------------------------------------------------------------
+
+def test_previews_rendered_at_ingest_are_what_the_api_serves(tmp_path, archive_root, engine):
+    from archive_daemon.config import load_config
+    from archive_daemon.loader import ingest
+    from conftest import write_config
+    write(archive_root / "2019-05/02/cam/sky.fits", ramp(), fits.Header({"DATE-OBS": "2019-05-03T05:00:00"}))
+    write(archive_root / "2019-05/02/cam/empty.fits", None, fits.Header({"DATE-OBS": "2019-05-03T05:00:00"}))
+    cache = tmp_path / "previews"
+    config = load_config(str(write_config(tmp_path, archive_root, ingest={"previews": [48, 96]},
+                                          api={"preview_cache_dir": str(cache)})))
+    summary = ingest(engine, config, config.root("data"), [""], workers=1)
+    assert summary.ok  # a file without data is archived all the same
+    rendered = set(cache.glob("*.png"))
+    assert len(rendered) == 2  # sky.fits at two sizes
+    client = client_for(config, engine)
+    with engine.connect() as connection:
+        sky = connection.exec_driver_sql("SELECT id FROM files WHERE path = %s", ("2019-05/02/cam/sky.fits",)).scalar()
+    answer = client.simulate_get(f"/api/v1/files/{sky}/preview", params={"size": "96"})
+    assert answer.status_code == 200 and grey(answer.content).shape == (64, 64)
+    assert set(cache.glob("*.png")) == rendered  # served from what the ingest rendered
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"ingest": {"previews": [96]}}, "needs api.preview_cache_dir"),
+    ({"ingest": {"previews": [8]}}, "ingest.previews"),
+    ({"ingest": {"previews": [2048]}, "api": {"preview_cache_dir": "p"}}, "api.preview_max_size"),
+])
+def test_ingest_previews_are_checked_at_start_up(tmp_path, archive_root, settings, message):
+    from archive_daemon.config import ConfigError, load_config
+    from conftest import write_config
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_config(str(write_config(tmp_path, archive_root, **settings)))

@@ -1,4 +1,5 @@
-"""Rendered previews on disk, keyed by what they show: the file as it is now (device,
+"""Rendered previews on disk (written by the API when asked, and by the daemon at ingest
+with `ingest.previews`), keyed by what they show: the file as it is now (device,
 inode, size, modification time), the size and stretch asked for, and the renderer's
 version; a changed file gets a new key and so a new preview. Bounded in bytes: writing one
 evicts the least recently served beyond the bound.
@@ -8,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
-RENDERER = "1"  # bump when render.py draws differently
+from .quicklook import render
+
+RENDERER = "1"  # bump when quicklook.py draws differently
 
 
 class PreviewCache:
@@ -63,3 +67,16 @@ class PreviewCache:
             except FileNotFoundError:
                 pass  # another worker evicted it first
             total -= size
+
+
+def prerender(cache: PreviewCache, path: str, sizes: tuple[int, ...], stretch: str = "asinh") -> None:
+    """Renders a file's previews into the cache, as the API would key them, so that the
+    first view is a cache hit. Opened like every data file (no links, regular files only),
+    once per size: astropy closes the file it read."""
+    for size in sizes:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as source:
+            st = os.fstat(fd)
+            key = PreviewCache.key(st, size, stretch)
+            if stat.S_ISREG(st.st_mode) and cache.path(key) is None:
+                cache.put(key, render(source, size, stretch))
