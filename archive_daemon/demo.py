@@ -25,6 +25,8 @@ _CONFIG = """\
 roots:
   - name: lick
     path: data
+ingest:
+  previews: [96]      # the page's thumbnails, rendered as the files load
 api:
   preview_cache_dir: previews
 """
