@@ -19,14 +19,19 @@ from archive_daemon import db
 from archive_daemon.config import Config, load_config
 
 from .auth import Authentication
+from .calibrations import Calibrations
 from .database import Connection, Request
+from .facets import Facets
 from .files import Download, File, Header
 from .health import Health
 from .openapi import OpenApi
+from .preview import Preview
 from .proxy import FrontEnd
 from .search import Files
+from .static import Page
 from .streams import Streams, UnreadBodies
 from .tarstream import TarDownload
+from .whoami import WhoAmI
 
 log = logging.getLogger("api")
 
@@ -39,11 +44,16 @@ def create_app(config: Config, engine: sa.Engine) -> falcon.App:
     app.add_route("/api/v1/files", Files(config.api))
     app.add_route("/api/v1/files/{file_id}", File())
     app.add_route("/api/v1/files/{file_id}/header", Header())
+    app.add_route("/api/v1/files/{file_id}/preview", Preview(config))
     streams = Streams(config.api)
     app.add_route("/api/v1/files/{file_id}/download", Download(config, streams))
     app.add_route("/api/v1/download", TarDownload(config, streams))
+    app.add_route("/api/v1/facets", Facets(config.api))
+    app.add_route("/api/v1/calibrations", Calibrations(config))
+    app.add_route("/api/v1/whoami", WhoAmI())
     app.add_route("/api/v1/health", Health())
     app.add_route("/api/v1/openapi.json", OpenApi(config.api))
+    app.add_sink(Page(), prefix=r"/(?!api/)")  # the page; every path under /api/ is the API's
     app.add_error_handler(psycopg2.OperationalError, _database_unavailable)
     app.add_error_handler(sa.exc.OperationalError, _database_unavailable)
     app.add_error_handler(sa.exc.TimeoutError, _database_unavailable)  # every pooled connection busy

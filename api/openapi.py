@@ -7,6 +7,8 @@ import falcon
 
 from archive_daemon.config import ApiConfig
 
+from .calibrations import NIGHTS_MAX
+from .facets import FACETS
 from .params import ID_MAX
 from .search import EXACT, FIELDS, SORTS
 
@@ -29,7 +31,7 @@ def document(settings: ApiConfig) -> dict:
               "503": _error("the database is unavailable")}
     busy = {"429": _error(f"the caller already has {settings.max_streams_per_client} downloads running"),
             "503": _error("the database is unavailable, or the server is sending all the downloads it can")}
-    search_params = [
+    filter_params = [
         _param("ra", "cone centre: degrees, or sexagesimal hours (23h19m58.4s, 23:19:58.4, 23 19 58.4)"),
         _param("dec", "cone centre: degrees, or sexagesimal degrees (-05d09m56.171s, -05:09:56.171)"),
         _param("radius", f"cone radius: 30s, 2m, 0.5d, or bare degrees; at most {settings.max_radius_deg:g} degrees"),
@@ -42,6 +44,9 @@ def document(settings: ApiConfig) -> dict:
         _param("path", "path prefix within a root (a directory, or one file)"),
         _param("exptime_min", "shortest exposure, seconds", {"type": "number"}),
         _param("exptime_max", "longest exposure, seconds", {"type": "number"}),
+    ]
+    search_params = [
+        *filter_params,
         _param("fields", f"comma-separated, from: {', '.join(FIELDS)}"),
         _param("sort", f"one of {', '.join(SORTS)}; '-' first for descending", {"type": "string", "enum": [
             *SORTS, *(f"-{s}" for s in SORTS)]}),
@@ -56,7 +61,8 @@ def document(settings: ApiConfig) -> dict:
                     "maxItems": settings.tar_max_files},
             "paths": {"type": "array", "items": {"type": "string", "description": "root/path"},
                       "maxItems": settings.tar_max_files},
-            "gzip": {"type": "boolean"}}}
+            "gzip": {"type": "boolean"}},
+        "x-max-bytes": settings.tar_max_bytes}  # the files' total size a request may ask for
     return {
         "openapi": "3.0.3",
         "info": {"title": "Observatory archive API", "version": "1",
@@ -68,6 +74,9 @@ def document(settings: ApiConfig) -> dict:
                 "Error": {"type": "object", "properties": {"title": {"type": "string"},
                                                            "description": {"type": "string"}}},
                 "File": {"type": "object", "properties": {name: {} for name in FIELDS}},
+                "Facets": {"type": "object", "properties": {name: {"type": "array", "items": {
+                    "type": "object", "properties": {"value": {"type": "string"}, "count": {"type": "integer"}}}}
+                    for name in FACETS}},
                 "Page": {"type": "object", "required": ["count", "next", "results"], "properties": {
                     "count": {"type": "integer"}, "next": {"type": "string", "nullable": True},
                     "results": {"type": "array", "items": {"$ref": "#/components/schemas/File"}}}},
@@ -90,6 +99,16 @@ def document(settings: ApiConfig) -> dict:
                     file_id, _param("format", "80-column text or JSON cards", {"type": "string", "enum": ["text", "json"]})],
                 "responses": {"200": {"description": "the header", "content": {"text/plain": {}, "application/json": {}}},
                               **errors}}},
+            "/api/v1/files/{file_id}/preview": {"get": {
+                "summary": "A quick-look PNG: an image's (a cube's first plane's) zscale, or a spectrum's line plot",
+                "parameters": [
+                    file_id,
+                    _param("size", "the longer side in pixels", {"type": "integer", "minimum": 16,
+                                                                 "maximum": settings.preview_max_size}),
+                    _param("stretch", "how values map to grey", {"type": "string", "enum": ["asinh", "linear"]})],
+                "responses": {"200": {"description": "the preview", "content": {"image/png": {}}},
+                              "304": {"description": "unchanged since the ETag given"},
+                              **errors}}},
             "/api/v1/files/{file_id}/download": {"get": {
                 "summary": "The file itself (Range, ETag, If-None-Match supported)", "parameters": [
                     file_id,
@@ -108,6 +127,26 @@ def document(settings: ApiConfig) -> dict:
                     "application/x-www-form-urlencoded": {"schema": tar_request}}},
                 "responses": {"200": {"description": "a tar (or tar.gz) stream"},
                               "413": _error(f"the body is over {settings.max_body_bytes} bytes"), **errors, **busy}}},
+            "/api/v1/facets": {"get": {
+                "summary": "Instrument, telescope, frame type and filter values with their counts, under the "
+                           "search's parameters (each facet under all but its own)",
+                "parameters": filter_params,
+                "responses": {"200": {"description": "{facet: [{value, count}, ...]}", "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Facets"}}}}, **errors}}},
+            "/api/v1/calibrations": {"get": {
+                "summary": "The calibration frames of the given files: same instrument, nights around "
+                           "theirs, the same filter (flats) and binning",
+                "parameters": [
+                    _param("ids", "the files' ids, comma-separated", required=True),
+                    _param("nights", "nights before and after each file's night",
+                           {"type": "integer", "minimum": 0, "maximum": NIGHTS_MAX})],
+                "responses": {"200": {"description": "{count, results: [file fields and `for`: the ids "
+                                                     "they calibrate]}", "content": {"application/json": {}}},
+                              **errors}}},
+            "/api/v1/whoami": {"get": {
+                "summary": "Who the API takes the caller for: user, programs, and by what (token or front end)",
+                "responses": {"200": {"description": "the caller", "content": {"application/json": {}}},
+                              "401": errors["401"], "503": errors["503"]}}},
             "/api/v1/health": {"get": {
                 "summary": "Database reachable, schema current, daemon heartbeat age", "security": [{}],
                 "responses": {"200": {"description": "healthy", "content": {"application/json": {}}},

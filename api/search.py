@@ -94,6 +94,7 @@ class Query:
     def __init__(self, params: Params, settings: ApiConfig, principals: list[str]):
         self.clauses = [VISIBLE]
         self.args: dict = {"principals": principals}
+        self.exact: dict[str, str] = {}  # EXACT name -> its clause, so facets can leave one out
         ra, dec = params.angle("ra", hours=True), params.angle("dec", hours=False)
         radius = params.radius("radius", settings.max_radius_deg)
         given = [n for n, v in (("ra", ra), ("dec", dec), ("radius", radius)) if v is not None]
@@ -126,7 +127,8 @@ class Query:
         for name, column in EXACT.items():
             value = params.text(name)
             if value is not None:
-                self.add(f"{column} = %({name})s", **{name: value if name in ("program", "root") else value.lower()})
+                self.exact[name] = f"{column} = %({name})s"
+                self.add(self.exact[name], **{name: value if name in ("program", "root") else value.lower()})
         prefix = params.text("path")
         if prefix:
             clause, prefix_params = prefix_clause(prefix, "f.path")
@@ -144,6 +146,10 @@ class Query:
     @property
     def where(self) -> str:
         return " AND ".join(self.clauses)
+
+    def where_without(self, name: str) -> str:
+        """The WHERE clause without the exact match on `name` (still visible files only)."""
+        return " AND ".join(c for c in self.clauses if c != self.exact.get(name))
 
 
 class Files:

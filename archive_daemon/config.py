@@ -80,6 +80,7 @@ class IngestConfig:
     workers: int = 0  # 0: one per core
     batch_size: int = 500
     max_header_cards: int = 10000  # of a file's header kept in the database
+    previews: tuple[int, ...] = ()  # preview sizes rendered into api.preview_cache_dir at ingest
 
     @property
     def worker_count(self) -> int:
@@ -110,6 +111,10 @@ class ApiConfig:
     max_streams_per_client: int = 4   # of those, to one client (user, else address)
     db_pool_size: int = 4             # database connections per worker process
     statement_timeout: float = 30.0   # seconds one query may run (a search too broad is cut off: 503)
+    preview_max_size: int = 1024      # pixels, the longer side of a preview PNG
+    preview_cache_dir: Path | None = None  # rendered previews; None: rendered every time
+    preview_cache_bytes: int = 2**30  # the cache's bound; the least recently served go first
+    calibration_nights: int = 1       # calibrations from this many nights before and after a file's
 
 
 @dataclass(frozen=True)
@@ -301,6 +306,10 @@ def _read_secret(api: Section, base_dir: Path) -> str | None:
     return secret
 
 
+def _optional_path(name: str | None, base_dir: Path) -> Path | None:
+    return None if name is None else base_dir / Path(name).expanduser()
+
+
 def _read_api(api: Section, base_dir: Path) -> ApiConfig:
     user_header = api.string("user_header")
     if user_header is not None and not _HEADER_NAME.fullmatch(user_header):
@@ -319,7 +328,11 @@ def _read_api(api: Section, base_dir: Path) -> ApiConfig:
         max_streams=api.integer("max_streams", 6, 1),
         max_streams_per_client=api.integer("max_streams_per_client", 4, 1),
         db_pool_size=api.integer("db_pool_size", 4, 1),
-        statement_timeout=api.number("statement_timeout", 30.0, 0.001))
+        statement_timeout=api.number("statement_timeout", 30.0, 0.001),
+        preview_max_size=api.integer("preview_max_size", 1024, 16),
+        preview_cache_dir=_optional_path(api.string("preview_cache_dir"), base_dir),
+        preview_cache_bytes=api.integer("preview_cache_bytes", 2**30, 0),
+        calibration_nights=api.integer("calibration_nights", 1, 0))
     api.done()
     return config
 
@@ -350,8 +363,12 @@ def load_config(explicit: str | None = None) -> Config:
             raise ConfigError(f"{source}: roots: the name {name!r} is used twice")
 
     ingest = top.section("ingest")
+    previews = ingest.raw("previews", [])
+    if not isinstance(previews, list) or not all(type(s) is int and s >= 16 for s in previews):
+        raise ingest.fail("previews", "must be a list of preview sizes in pixels (16 or more)")
     ingest_config = IngestConfig(workers=ingest.integer("workers", 0), batch_size=ingest.integer("batch_size", 500, 1),
-                                 max_header_cards=ingest.integer("max_header_cards", 10000, 1))
+                                 max_header_cards=ingest.integer("max_header_cards", 10000, 1),
+                                 previews=tuple(previews))
     ingest.done()
     daemon = top.section("daemon")
     daemon_config = DaemonConfig(reconcile_interval=daemon.number("reconcile_interval", 3600.0, minimum=1.0),
@@ -361,6 +378,10 @@ def load_config(explicit: str | None = None) -> Config:
         raise ConfigError(f"{source}: daemon.max_delete_fraction: must be between 0 and 1")
     access_config = _read_access(top.section("access"))
     api_config = _read_api(top.section("api"), base_dir)
+    if ingest_config.previews and api_config.preview_cache_dir is None:
+        raise ConfigError(f"{source}: ingest.previews: needs api.preview_cache_dir, where the API finds them")
+    if any(size > api_config.preview_max_size for size in ingest_config.previews):
+        raise ConfigError(f"{source}: ingest.previews: sizes above api.preview_max_size are never asked for")
 
     generic = read_keyword_map(top.section("keywords"), KeywordMap())
     instruments = tuple(read_profile(s, generic) for s in top.sections("instruments"))

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
-from . import access, rulesources, store
+from . import access, previewcache, rulesources, store
 from .config import Config, RootConfig
 from .fitsfile import CARD, BadFile, Vanished, read_headers
 from .fitsmeta import extract
@@ -120,6 +120,8 @@ def _load_chunk(root: RootConfig, chunk: list[tuple[str, DiskEntry]], config: Co
     for kind, entry in chunk:
         try:
             results.append((kind, entry, store.copy_line(load_row(root, entry, config, rules)), None))
+            if config.ingest.previews:
+                _prerender(root, entry, config)
         except Vanished:
             results.append(("gone", entry, None, None))
         except BadFile as exc:
@@ -127,6 +129,16 @@ def _load_chunk(root: RootConfig, chunk: list[tuple[str, DiskEntry]], config: Co
         except Exception as exc:  # a bug must cost one file, never the run
             results.append((kind, entry, None, f"internal error reading the file: {type(exc).__name__}: {exc}"))
     return results
+
+
+def _prerender(root: RootConfig, entry: DiskEntry, config: Config) -> None:
+    """The file's previews, rendered now (ingest.previews) so that the first view is instant.
+    A file that cannot be drawn is still archived: the API answers its preview with a 404."""
+    cache = previewcache.PreviewCache(config.api.preview_cache_dir, config.api.preview_cache_bytes)
+    try:
+        previewcache.prerender(cache, os.path.join(root.path, entry.path), config.ingest.previews)
+    except Exception:  # noqa: BLE001 - whatever astropy raises on odd data, the row stands
+        pass
 
 
 _worker_state: list = []

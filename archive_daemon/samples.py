@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
+from . import samplepixels
 from .fitsfile import BLOCK, Cards, data_size, printable
 
 _HEADER_NAME = re.compile(r"(\d{4}-\d{2})_(\d{2})_([^_]+)_(.+)-hdu0\.txt$")
@@ -30,14 +31,18 @@ def header_file_path(name: str) -> str | None:
     return f"{month}/{day}/{instrument}/{stem}.fits"
 
 
-def write_fits(cards: bytes, dest: Path) -> None:
-    """A FITS file from raw 80-column header cards, with a sparse data part of the right size."""
+def write_fits(cards: bytes, dest: Path, pixels: str | None = None) -> None:
+    """A FITS file from raw 80-column header cards, with a sparse data part of the right size;
+    with `pixels` (the file's place in the tree, which seeds them), believable pixel data."""
     header_bytes = cards + b" " * (-len(cards) % BLOCK)
-    data = data_size(Cards(printable(cards)))
+    parsed = Cards(printable(cards))
+    data = data_size(parsed)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with open(dest, "wb") as out:
         out.write(header_bytes)
         out.truncate(len(header_bytes) + data + (-data % BLOCK))
+    if pixels is not None and data:
+        samplepixels.fill(dest, len(header_bytes), parsed, pixels)
 
 
 def _placements(source: Path) -> Iterator[tuple[str, Path]]:
@@ -55,7 +60,7 @@ def _placements(source: Path) -> Iterator[tuple[str, Path]]:
         yield f"2012-01/18/shane/{sample.name}", sample
 
 
-def build_tree(dest: Path, source: Path = SAMPLES) -> list[str]:
+def build_tree(dest: Path, source: Path = SAMPLES, pixels: bool = False) -> list[str]:
     """Write the sample tree under `dest`; returns its relative paths.
 
     Files already there are kept as they are, so loading a rebuilt tree again finds
@@ -67,7 +72,7 @@ def build_tree(dest: Path, source: Path = SAMPLES) -> list[str]:
         if not target.exists():
             if header_file_path(sample.name) is not None:
                 lines = [line.ljust(80)[:80] for line in sample.read_bytes().split(b"\n") if line]
-                write_fits(b"".join(lines) + b"END".ljust(80), target)
+                write_fits(b"".join(lines) + b"END".ljust(80), target, rel if pixels else None)
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(sample, target)

@@ -19,7 +19,7 @@ pg=$(pg_major)
 [ -n "$pg" ] || { echo "setup: cannot tell which PostgreSQL this system ships; set ARCHIVE_PG_MAJOR" >&2; exit 1; }
 packages=("postgresql-$pg" "postgresql-$pg-pgsphere" libpq-dev libsystemd-dev pkg-config gcc python3-dev python3-venv)
 # `--test`: what the test suite needs besides (a real Apache in front of the API).
-[ "${1:-}" = "--test" ] && packages+=(apache2)
+[ "${1:-}" = "--test" ] && packages+=(apache2 chromium chromium-driver)
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 missing=()
