@@ -15,7 +15,9 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+# The repository keeps them at the top (migrations/); archive_daemon/migrations links there, and
+# the wheel ships them at that place as package data, so one path serves every kind of install.
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 class DatabaseError(Exception):
@@ -39,9 +41,18 @@ def create_engine(url: str) -> sa.Engine:
     return sa.create_engine(driver_url(url), pool_pre_ping=True, future=True)
 
 
-def _alembic(connection: sa.Connection) -> AlembicConfig:
+def _scripts() -> AlembicConfig:
+    """Alembic's configuration naming our migrations, which must be there."""
+    if not (MIGRATIONS / "env.py").is_file():
+        raise DatabaseError(f"the schema migrations are missing from {MIGRATIONS}: "
+                            "reinstall the package (a wheel built from the repository ships them)")
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def _alembic(connection: sa.Connection) -> AlembicConfig:
+    config = _scripts()
     config.attributes["connection"] = connection
     return config
 
@@ -77,9 +88,7 @@ def schema_problem(current: str | None) -> str | None:
 @functools.cache
 def head_revision() -> str:
     """The revision this code's migrations lead to, read from disk once per process."""
-    config = AlembicConfig()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(config).get_current_head()
+    return ScriptDirectory.from_config(_scripts()).get_current_head()
 
 
 def check_schema_at(url: str) -> None:

@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass, field
+from multiprocessing import resource_tracker
 from typing import Callable, Iterable, Iterator
 
 from . import access, previewcache, rulesources, store
@@ -202,6 +203,19 @@ def _chunks(root: RootConfig, items: Iterator, size: int, gate: _Gate | None) ->
         yield root, chunk
 
 
+def _stop_resource_tracker() -> None:
+    """End multiprocessing's resource tracker (started with the first spawned reader) now.
+
+    Left alone, it ends only after this process does, when it sees our end of its pipe
+    close; systemd SIGKILLs, and logs, whatever outlives a service's main process. A later
+    pool starts a new one.
+    """
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    stop = getattr(tracker, "_stop", None)  # private, but the only way to end it and wait for it
+    if stop is not None:
+        stop()
+
+
 class HeaderReaders:
     """The processes that read headers: one per worker, forked once and reused by every load.
 
@@ -240,6 +254,7 @@ class HeaderReaders:
             self._pool.terminate()
             self._pool.join()
             self._pool = None
+            _stop_resource_tracker()
 
     def __enter__(self) -> "HeaderReaders":
         return self

@@ -4,19 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The PostgreSQL major version that the release ships with pg_sphere (Debian 12: 15,
-# Debian 13: 17); $ARCHIVE_PG_MAJOR chooses another one that Debian packages.
-pg_major() {
-    [ -n "${ARCHIVE_PG_MAJOR:-}" ] && { echo "$ARCHIVE_PG_MAJOR"; return; }
-    . /etc/os-release
-    case "${VERSION_CODENAME:-}" in
-        bookworm) echo 15 ;;
-        trixie) echo 17 ;;
-        *) apt-cache depends postgresql 2>/dev/null | sed -n 's/.*Depends: postgresql-\([0-9][0-9]*\)$/\1/p' | head -n1 ;;
-    esac
-}
-pg=$(pg_major)
-[ -n "$pg" ] || { echo "setup: cannot tell which PostgreSQL this system ships; set ARCHIVE_PG_MAJOR" >&2; exit 1; }
+pg=$(bash scripts/pg-major)
 packages=("postgresql-$pg" "postgresql-$pg-pgsphere" libpq-dev libsystemd-dev pkg-config gcc python3-dev python3-venv)
 # `--test`: what the test suite needs besides (a real Apache in front of the API).
 [ "${1:-}" = "--test" ] && packages+=(apache2 chromium chromium-driver)

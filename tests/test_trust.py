@@ -212,7 +212,7 @@ def _directives(block: str) -> list[str]:
 
 
 def test_the_ansible_vhost_carries_the_documented_block():
-    template = (REPO / "ansible" / "roles" / "archive" / "templates" / "apache-site.conf.j2").read_text()
+    template = (REPO / "ansible" / "roles" / "apache" / "templates" / "archive-site.conf.j2").read_text()
     deployed = re.search(r"<Location /api/>.*?</Location>", template, re.S).group(0)
     documented = documented_location_block().replace("127.0.0.1:8000", "{{ archive_api_bind }}")
     assert _directives(deployed) == _directives(documented)
