@@ -9,13 +9,13 @@ import datetime as dt
 import math
 import os
 import re
-import stat
 import urllib.parse
 
 import falcon
 from falcon.util.misc import secure_filename
 
 from archive_daemon.config import Config
+from archive_daemon.filekind import open_below, refusal
 from archive_daemon.fitsfile import card_fields
 from archive_daemon.store import EPOCH
 from archive_daemon.visibility import VISIBLE
@@ -79,11 +79,11 @@ def open_archived(config: Config, root_name: str, path: str, size: int, mtime: d
     """An open descriptor of an archived file and its path on disk; else 404.
 
     Served only when no component of its path under the root is a symbolic link (a link in
-    a public directory could lead to anyone's file, or out of the archive): each directory
-    is opened without following links, relative to the one before, so nothing can be
-    swapped in between a check and the open. O_NONBLOCK, and regular files only: a FIFO
-    put in a file's place must not hang a worker. The single download, X-Sendfile and the
-    tar stream all come through here.
+    a public directory could lead to anyone's file, or out of the archive), opened as the
+    daemon opens it (filekind.open_below: nothing can be swapped in between a check and the
+    open); plain files only: a FIFO put in a file's place must not hang a worker, and a hard
+    link is the same data under a name other rules may govern. The single download,
+    X-Sendfile, previews and the tar stream all come through here.
 
     And only while it is the file that was archived, with the row's size and mtime: what
     the access decision was made for. A file replaced since (another file renamed over it,
@@ -96,22 +96,12 @@ def open_archived(config: Config, root_name: str, path: str, size: int, mtime: d
     if any(part in ("", ".", "..") or "\0" in part for part in parts):
         raise _not_on_disk("the file is no longer on disk")
     base = os.path.realpath(roots[root_name])  # the root itself may be a link the operator made
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-    directory = None
     try:
-        directory = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        for part in parts[:-1]:
-            inner = os.open(part, flags | os.O_DIRECTORY, dir_fd=directory)
-            os.close(directory)
-            directory = inner
-        fd = os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=directory)
+        fd = open_below(base, path)
     except OSError:  # ELOOP for a link, ENOENT, ENOTDIR, EACCES: all "not here"
         raise _not_on_disk("the file is no longer on disk") from None
-    finally:
-        if directory is not None:
-            os.close(directory)
     st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
+    if refusal(st):  # a FIFO put in its place, or a hard link made since
         os.close(fd)
         raise _not_on_disk("the file is no longer on disk")
     if (st.st_size, st.st_mtime_ns // 1000) != (size, (mtime - EPOCH) // dt.timedelta(microseconds=1)):

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 from astropy.io import fits
 
+from . import filekind
+
 BLOCK = 2880
 CARD = 80
 # The most header one HDU may have: far beyond any real header (which has a few hundred
@@ -247,21 +249,22 @@ def _compressed_image_header(handle) -> Cards:
             return Cards(printable(hdul[1].header.tostring().encode("ascii", "replace")))
 
 
-def _open(path: str):
-    """The file, opened without following a symbolic link and without blocking on a FIFO;
-    raises BadFile unless it is a regular file."""
+def _open(root: str, path: str):
+    """The file root/path, opened without following a link anywhere below the root and
+    without blocking on a FIFO (filekind.open_below); raises BadFile unless it is a plain file."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = filekind.open_below(root, path)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise BadFile("symbolic links are not archived") from None
-        if exc.errno == errno.ENOENT:
+            raise BadFile(filekind.SYMLINK) from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             raise Vanished() from None
         raise BadFile(f"cannot open: {exc.strerror}") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
+    st = os.fstat(fd)
+    why = "is a directory, not a file" if stat.S_ISDIR(st.st_mode) else filekind.refusal(st)
+    if why:
         os.close(fd)
-        raise BadFile("is a directory, not a file" if stat.S_ISDIR(mode) else "not a regular file")
+        raise BadFile(why)
     return os.fdopen(fd, "rb")
 
 
@@ -274,10 +277,10 @@ def _stream(handle):
     return handle, os.fstat(handle.fileno()).st_size
 
 
-def read_headers(path: str) -> HeaderSet:
-    """Read the headers of one file; raises BadFile with a specific reason."""
+def read_headers(root: str, path: str) -> HeaderSet:
+    """Read the headers of the file `path` below `root`; raises BadFile with a specific reason."""
     notes: list[str] = []
-    with _open(path) as handle:
+    with _open(root, path) as handle:
         try:
             stream, size = _stream(handle)
             raw = _read_header_bytes(stream, "primary")

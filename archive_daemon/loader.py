@@ -86,7 +86,7 @@ def load_row(root: RootConfig, entry: DiskEntry, config: Config, rules: access.R
         entry.path.encode("utf-8")
     except UnicodeEncodeError:  # os.fsdecode keeps such bytes as lone surrogates
         raise BadFile("the file name is not valid UTF-8") from None
-    headers = read_headers(os.path.join(root.path, entry.path))
+    headers = read_headers(str(root.path), entry.path)
     meta = extract(headers, entry.path, config.instruments, config.keywords)
     header_text = kept_header(headers.text, config.ingest.max_header_cards, meta.notes)
     mtime = store.mtime_of(entry.mtime_us)

@@ -115,4 +115,4 @@ class Settler:
 
 
 def _entry(path: str, st: os.stat_result) -> DiskEntry:
-    return DiskEntry(path, st.st_size, st.st_mtime_ns // 1000, refusal(st.st_mode))
+    return DiskEntry(path, st.st_size, st.st_mtime_ns // 1000, refusal(st))

@@ -15,6 +15,7 @@ import psycopg2.errors
 from psycopg2.extras import execute_values
 
 from .db import first_line
+from .filekind import MTIME_US
 from .watcher import KnownEntry
 
 _COPY_CHUNK = 1 << 20
@@ -53,8 +54,9 @@ _INCOMING = """
 
 
 def mtime_of(mtime_us: int) -> dt.datetime:
-    """An mtime in microseconds as the exact timestamptz it is stored as."""
-    return EPOCH + dt.timedelta(microseconds=mtime_us)
+    """An mtime in microseconds as the exact timestamptz it is stored as (one beyond what a
+    timestamp holds, recorded only with its failure, at the nearest it can)."""
+    return EPOCH + dt.timedelta(microseconds=min(max(mtime_us, MTIME_US[0]), MTIME_US[1]))
 
 
 def prefix_clause(prefix: str, column: str = "path") -> tuple[str, dict]:

@@ -58,6 +58,9 @@ class ScanProblems:
         return any(not d or path == d or path.startswith(d + "/") for d, _ in self.unreadable)
 
 
+MAX_DEPTH = 64  # directories below a root that a scan descends: the night layout needs 3
+
+
 def name_filter(include: Iterable[str], exclude: Iterable[str]):
     """A predicate on file names, compiled once from glob patterns."""
     included = re.compile("|".join(fnmatch.translate(p) for p in include) or "(?!)")
@@ -85,7 +88,7 @@ def scan(root: str, prefix: str, accept, keep_dir, problems: ScanProblems,
         start = os.path.join(root, prefix) if prefix else root
         yield from _walk(start, prefix + "/" if prefix else "", accept, keep_dir, problems, rule_dirs)
     else:
-        yield DiskEntry(prefix, st.st_size, st.st_mtime_ns // 1000, refusal(st.st_mode))
+        yield DiskEntry(prefix, st.st_size, st.st_mtime_ns // 1000, refusal(st))
 
 
 def _lstat_below(root: str, prefix: str) -> os.stat_result | None:
@@ -112,7 +115,10 @@ def real_directory(root: str, prefix: str) -> bool:
 
 
 def _walk(directory: str, rel: str, accept, keep_dir, problems: ScanProblems,
-          rule_dirs: list[str] | None) -> Iterator[DiskEntry]:
+          rule_dirs: list[str] | None, depth: int = 0) -> Iterator[DiskEntry]:
+    if depth > MAX_DEPTH:  # `mkdir -p a/a/a/...` by anyone must not end the scan in a RecursionError
+        problems.unreadable.append((rel.rstrip("/"), f"nested deeper than {MAX_DEPTH} directories: not scanned"))
+        return
     try:
         with os.scandir(directory) as it:
             entries = list(it)
@@ -134,13 +140,13 @@ def _walk(directory: str, rel: str, accept, keep_dir, problems: ScanProblems,
     keyed.sort(key=lambda pair: pair[0])
     for key, entry in keyed:
         if key.endswith("/"):
-            yield from _walk(entry.path, rel + key, accept, keep_dir, problems, rule_dirs)
+            yield from _walk(entry.path, rel + key, accept, keep_dir, problems, rule_dirs, depth + 1)
             continue
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError:
             continue  # vanished between listing and stat: the next scan settles it
-        yield DiskEntry(rel + entry.name, st.st_size, st.st_mtime_ns // 1000, refusal(st.st_mode))
+        yield DiskEntry(rel + entry.name, st.st_size, st.st_mtime_ns // 1000, refusal(st))
 
 
 def _grouped(known: Iterable[KnownEntry]) -> Iterator[list[KnownEntry]]:

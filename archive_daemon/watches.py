@@ -107,7 +107,17 @@ class Watches:
         mode = watch_mode(root.mode, str(root.path))
         watch = make_watch(root, mode, self.events)
         try:
-            watch.start()
+            try:
+                watch.start()
+            except RecursionError:  # watchdog walks the tree recursively: one nested too deep
+                _stop_quietly(watch)
+                mode = "polling"
+                self.warnings[f"polled:{root.name}"] = (f"root {root.name} polled: a directory there is nested "
+                                                        "too deep for inotify")
+                log.warning("root %s has a directory nested too deep for inotify: polled instead", root.name,
+                            extra={"ROOT": root.name, "REASON": "directory nested too deep"})
+                watch = make_watch(root, mode, self.events)
+                watch.start()
         except OSError as exc:
             self.warnings[f"watch:{root.name}"] = f"root {root.name} not watched: {exc.strerror}"
             log.error("cannot watch root %s (%s): %s; trying again", root.name, root.path, exc.strerror,
@@ -141,3 +151,10 @@ class Watches:
 
     def reconcile_failed(self, root: str, message: str) -> None:
         self.warnings["reconcile"] = f"reconcile of {root} waits for the database: {message}"
+
+
+def _stop_quietly(watch) -> None:
+    try:
+        watch.stop()
+    except Exception:  # it never fully started
+        pass

@@ -5,7 +5,6 @@ away or slow: what must not leak, and what must not be a 500."""
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import os
 import shutil

@@ -334,3 +334,41 @@ def test_run_survives_an_override_file_in_a_directory_that_is_not_utf8(daemon, e
     wait_until(lambda: f"{TONIGHT}/later.fits" in rows(engine), what="a file written afterwards")
     time.sleep(1)
     assert daemon.process.poll() is None and "Traceback" not in daemon.log()
+
+
+# --- directories nested past any recursion ----------------------------------------------
+
+@pytest.fixture
+def deep_tree(archive_root):
+    """deep/a/a/a/... 1200 levels under the root (`mkdir -p` by anyone who can write the
+    mount); removed without recursion afterwards, so that no clean-up hits Python's limit."""
+    deep = os.fsencode(archive_root / "deep")
+    os.mkdir(deep)
+    fd = os.open(deep, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(1200):
+        os.mkdir(b"a", dir_fd=fd)
+        inner = os.open(b"a", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.close(fd)
+    yield deep
+    for level in range(1200, 0, -1):
+        os.rmdir(os.path.join(deep, *([b"a"] * level)))
+    os.rmdir(deep)
+
+
+def test_a_deeply_nested_directory_is_a_problem_noted_not_a_dead_scan(engine, config, archive_root, deep_tree):
+    raw(archive_root / NIGHT / "good.fits", GOOD)
+    summary = run(engine, config)
+    assert f"{NIGHT}/good.fits" in rows(engine)
+    assert any("nested deeper than" in why for _, why in summary.problems.unreadable)
+
+
+def test_run_goes_on_with_a_deeply_nested_directory_on_the_mount(daemon, engine, archive_root, deep_tree):
+    """watchdog's inotify set-up walks the tree recursively and dies of it: the root is polled
+    instead, said in STATUS, and the daemon keeps archiving (and pinging its watchdog)."""
+    daemon.start()
+    daemon.wait_status("polled")
+    image(archive_root / TONIGHT / "later.fits")
+    wait_until(lambda: f"{TONIGHT}/later.fits" in rows(engine), what="a file written afterwards")
+    assert daemon.process.poll() is None and "Traceback" not in daemon.log()

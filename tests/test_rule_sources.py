@@ -3,13 +3,10 @@ every reconcile, and failing closed, on the record, whenever they cannot be used
 
 from __future__ import annotations
 
-import datetime as dt
 import os
-import shutil
 import time
 
 import pytest
-import yaml
 
 from archive_daemon.config import load_config
 from archive_daemon.loader import ingest
