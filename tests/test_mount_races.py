@@ -198,8 +198,8 @@ def test_the_daemon_survives_a_file_name_that_is_not_utf8(tmp_path, archive_root
     """One file named in Latin-1 on the mount: the daemon dies on it, and dies again at every
     restart (the start-up reconcile finds it again): a crash loop that archives nothing more."""
     import time
-    from daemonproc import Daemon, wait_until
-    from test_daemon import NIGHT, RECONCILED, daemon_config
+    from daemonproc import Daemon
+    from test_daemon import NIGHT, daemon_config
     config = daemon_config(tmp_path, archive_root)
     night = archive_root / NIGHT / "cam"
     night.mkdir(parents=True)
