@@ -25,8 +25,7 @@ class Preview:
         size = params.integer("size", min(256, self.config.api.preview_max_size), 16, self.config.api.preview_max_size)
         stretch = params.choice("stretch", "asinh", tuple(STRETCHES))
         params.done()
-        root, path, size, mtime = visible_file(req, file_id, "f.root, f.path, f.size, f.mtime")
-        fd, full = open_archived(self.config, root, path, size, mtime)
+        fd, full = open_archived(self.config, *visible_file(req, file_id, "f.root, f.path, f.size, f.mtime"))
         with os.fdopen(fd, "rb") as source:
             key = PreviewCache.key(os.fstat(fd), size, stretch)
             resp.etag = f'"{key}"'

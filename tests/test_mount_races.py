@@ -241,7 +241,9 @@ def _read_in_child(path, seconds: float = 30) -> tuple[bool, str, int]:
         "    said = f'BadFile: {exc}'\n"
         "except BaseException as exc:\n"
         "    said = f'{type(exc).__name__}: {exc}'\n"
-        "print(said); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+        # VmHWM, not ru_maxrss: an exec'd child's ru_maxrss keeps the peak of the process that forked it
+        "peak = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+        "print(said); print(int(peak.split()[1]) // 1024)\n")
     try:
         out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
                              timeout=seconds, cwd=os.path.dirname(os.path.dirname(__file__)))

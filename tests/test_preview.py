@@ -15,6 +15,7 @@ import pytest
 from astropy.io import fits
 from PIL import Image
 
+from archive_daemon.loader import ingest
 from archive_daemon.quicklook import NoData, render
 from apiserver import NIGHT, OLD, build_archive
 from test_api_contract import assert_names, client_for
@@ -159,10 +160,13 @@ def test_a_file_the_caller_may_not_read_has_no_preview(archive):
     assert preview(archive, mine, {"Authorization": f"Bearer {archive['tokens']['alice']}"}).status_code == 200
 
 
-@pytest.mark.parametrize("name", ["empty.fits", "broken.fits"])
-def test_no_data_or_unreadable_data_is_a_404_saying_so(archive, name):
-    answer = preview(archive, f"{OLD}/look/{name}")
-    assert_names(answer, 404, "file_id")
+def test_no_data_is_a_404_saying_so(archive):
+    assert_names(preview(archive, f"{OLD}/look/empty.fits"), 404, "file_id")
+
+
+def test_data_cut_off_after_archiving_is_a_404_until_read_anew(archive):
+    answer = preview(archive, f"{OLD}/look/broken.fits")
+    assert answer.status_code == 404 and "changed since it was archived" in answer.json["description"]
 
 
 @pytest.mark.parametrize("params, name", [({"size": "513"}, "size"), ({"size": "8"}, "size"),
@@ -182,6 +186,9 @@ def test_a_cached_preview_is_served_until_the_file_changes(archive):
                    headers={"If-None-Match": first.headers["etag"]}).status_code == 304
     write(path, ramp()[::-1].copy())  # the same file, new data
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert preview(archive, f"{OLD}/look/sky.fits", size="48").status_code == 404  # until read anew
+    config = archive["config"]
+    ingest(archive["engine"], config, config.root("data"), [f"{OLD}/look/sky.fits"], workers=1)
     changed = preview(archive, f"{OLD}/look/sky.fits", size="48")
     assert changed.status_code == 200 and changed.content != first.content
     assert changed.headers["etag"] != first.headers["etag"]
