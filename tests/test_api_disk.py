@@ -37,7 +37,7 @@ def _extra(root):
 @pytest.fixture(scope="module")
 def archive(cluster):
     # On tmpfs, which keeps any mtime (as btrfs, ZFS and NFS exports of them do).
-    base = Path(tempfile.mkdtemp(prefix="archive-review-api-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+    base = Path(tempfile.mkdtemp(prefix="archive-api-disk-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
     built = build_archive(cluster, base, extra=_extra)
     built["client"] = falcon.testing.TestClient(create_app(built["config"], built["engine"]))
     yield built

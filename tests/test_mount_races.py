@@ -165,7 +165,7 @@ def shm_root(tmp_path):
         pytest.skip("no tmpfs")
     import tempfile
     import shutil
-    base = tempfile.mkdtemp(prefix="archive-review-", dir="/dev/shm")
+    base = tempfile.mkdtemp(prefix="archive-mount-", dir="/dev/shm")
     root = os.path.join(base, "data")
     os.mkdir(root)
     yield __import__("pathlib").Path(root)
