@@ -21,6 +21,7 @@ from .watcher import make_watch
 log = logging.getLogger("archive_daemon.watches")
 
 WATCH_RETRY = 2.0      # how often a watch that could not start is tried again
+BROKEN_AFTER = 10.0    # how long a watch may fail to restart, its root there, before the pings stop
 
 
 class Watches:
@@ -35,6 +36,7 @@ class Watches:
         self.watches: dict[str, object] = {}
         self.retry: dict[str, float] = {}
         self.broken: set[str] = set()
+        self.failing_since: dict[str, float] = {}
         self.next_reconcile = float("inf")
         self.last_reconcile = "not yet"
 
@@ -77,10 +79,12 @@ class Watches:
         self.reconciler.request(root, prefix)
 
     def ok(self) -> bool:
-        """Restart watches that died; False while one cannot be restarted although its root is there.
+        """Restart watches that died; False once one has not restarted for BROKEN_AFTER seconds
+        although its root is there.
 
         A root that is missing (an unmounted mount point) is waited for, with pings: a restart
-        of the daemon would not bring it back.
+        of the daemon would not bring it back. Nor would it help a root that is coming back
+        (a tree being recreated can fail one attempt), hence the grace.
         """
         for root in self.config.roots:
             watch = self.watches.get(root.name)
@@ -96,11 +100,15 @@ class Watches:
             self._start_watch(root)
             if root.name in self.watches:
                 self.broken.discard(root.name)
+                self.failing_since.pop(root.name, None)
                 self.reconciler.request(root.name)  # what it missed while it was down
             elif os.path.isdir(root.path):
-                self.broken.add(root.name)
+                since = self.failing_since.setdefault(root.name, self.clock())
+                if self.clock() - since >= BROKEN_AFTER:
+                    self.broken.add(root.name)
             else:
                 self.broken.discard(root.name)
+                self.failing_since.pop(root.name, None)
         return not self.broken and (self.reconciler is None or self.reconciler.alive())
 
     def _start_watch(self, root: RootConfig) -> None:
