@@ -118,6 +118,22 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class IvoaConfig:
+    """The IVOA services under /ivoa/ (docs/ivoa.md)."""
+
+    authority: str = "archive.invalid"  # of the ivo:// identifiers: the observatory's domain
+    default_maxrec: int = 10000       # rows a TAP, SCS or SIA query returns when it does not say
+    max_maxrec: int = 100000          # rows it may ask for, at most
+    sync_timeout: float = 60.0        # seconds a synchronous query may run
+    async_duration: float = 3600.0    # seconds an asynchronous job may run (its default and maximum)
+    async_destruction: float = 7 * 86400.0  # seconds before a finished job and its result are removed
+    results_dir: Path | None = None   # where async results are written; None: under the temporary directory
+    jobs_per_user: int = 2            # asynchronous jobs one caller may have running or queued
+    bands: tuple[tuple[str, float, float], ...] = ()  # (lower-case filter, shortest, longest wavelength in m)
+    spectrum_instruments: tuple[str, ...] = ()        # lower case: their files are spectra
+
+
+@dataclass(frozen=True)
 class Config:
     source: str
     database_url: str | None
@@ -129,6 +145,7 @@ class Config:
     daemon: DaemonConfig
     api: ApiConfig
     base_dir: Path
+    ivoa: IvoaConfig = IvoaConfig()
 
     def root(self, name: str) -> RootConfig:
         for root in self.roots:
@@ -337,6 +354,36 @@ def _read_api(api: Section, base_dir: Path) -> ApiConfig:
     return config
 
 
+_AUTHORITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~()'!*:@,;+?-]{2,}")  # IVOA Identifiers 2.0
+
+
+def _read_ivoa(ivoa: Section, base_dir: Path) -> IvoaConfig:
+    authority = ivoa.string("authority", IvoaConfig.authority)
+    if not _AUTHORITY.fullmatch(authority):
+        raise ivoa.fail("authority", f"{authority!r} is not an IVOA authority (e.g. obs.example.edu)")
+    bands = []
+    section = ivoa.section("bands")
+    for name in section.keys():
+        limits = section.raw(name)
+        if (not isinstance(limits, list) or len(limits) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in limits)
+                or limits[0] > limits[1]):
+            raise section.fail(str(name), "must be [shortest, longest] wavelength in nm")
+        bands.append((str(name).lower(), limits[0] * 1e-9, limits[1] * 1e-9))
+    config = IvoaConfig(
+        authority=authority, default_maxrec=ivoa.integer("default_maxrec", 10000, 0),
+        max_maxrec=ivoa.integer("max_maxrec", 100000, 1),
+        sync_timeout=ivoa.number("sync_timeout", 60.0, 0.1), async_duration=ivoa.number("async_duration", 3600.0, 1.0),
+        async_destruction=ivoa.number("async_destruction", 7 * 86400.0, 60.0),
+        results_dir=_optional_path(ivoa.string("results_dir"), base_dir),
+        jobs_per_user=ivoa.integer("jobs_per_user", 2, 1), bands=tuple(bands),
+        spectrum_instruments=tuple(s.lower() for s in ivoa.strings("spectrum_instruments")))
+    ivoa.done()
+    if config.default_maxrec > config.max_maxrec:
+        raise ivoa.fail("default_maxrec", "must not exceed ivoa.max_maxrec")
+    return config
+
+
 def load_config(explicit: str | None = None) -> Config:
     """Read, merge with the defaults and validate; raises ConfigError naming the key."""
     path = config_path(explicit)
@@ -383,9 +430,10 @@ def load_config(explicit: str | None = None) -> Config:
     if any(size > api_config.preview_max_size for size in ingest_config.previews):
         raise ConfigError(f"{source}: ingest.previews: sizes above api.preview_max_size are never asked for")
 
+    ivoa_config = _read_ivoa(top.section("ivoa"), base_dir)
     generic = read_keyword_map(top.section("keywords"), KeywordMap())
     instruments = tuple(read_profile(s, generic) for s in top.sections("instruments"))
     top.done()
     return Config(source=source, database_url=url, roots=roots, keywords=generic,
                   instruments=instruments, access=access_config, ingest=ingest_config,
-                  daemon=daemon_config, api=api_config, base_dir=base_dir)
+                  daemon=daemon_config, api=api_config, base_dir=base_dir, ivoa=ivoa_config)

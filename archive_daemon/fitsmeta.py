@@ -35,6 +35,7 @@ class Metadata:
     ra: float | None = None
     dec: float | None = None
     footprint: list[tuple[float, float]] | None = None
+    naxis: list[int | None] | None = None  # NAXIS1, NAXIS2 of the data
     notes: list[str] = field(default_factory=list)
 
 
@@ -210,4 +211,13 @@ def _extract(headers: HeaderSet, relpath: str, profiles: tuple[InstrumentProfile
         meta.obs_end = meta.obs_start + dt.timedelta(seconds=meta.exptime or 0.0)
 
     _position(reader, meta)
+    meta.naxis = _axes(headers)
     return meta
+
+
+def _axes(headers: HeaderSet) -> list[int | None] | None:
+    """NAXIS1 and NAXIS2 of the data (the extension's when the primary holds none)."""
+    data = headers.extension if headers.extension is not None and not headers.primary.get("NAXIS") else headers.primary
+    sizes = [data.get(f"NAXIS{n}") for n in (1, 2)]
+    sizes = [n if isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**31 else None for n in sizes]
+    return sizes if any(n is not None for n in sizes) else None

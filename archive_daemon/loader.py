@@ -104,6 +104,7 @@ def load_row(root: RootConfig, entry: DiskEntry, config: Config, rules: access.R
         spoly_literal(meta.footprint) if meta.footprint else None,
         decision.public_date, header_text, "; ".join(meta.notes) or None,
         store.array_literal(decision.grants), store.rule_text(decision), meta.frame_type,
+        store.integers_literal(meta.naxis),
     )
 
 

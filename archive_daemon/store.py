@@ -33,6 +33,7 @@ FILE_COLUMNS = (
     "root", "path", "size", "mtime", "night", "instrument", "telescope", "object", "obs_start",
     "obs_end", "date_source", "exptime", "frame_type", "filter", "program", "ra", "dec",
     "pos", "footprint", "public_date", "header", "notes", "grants", "access_rule", "header_frame_type",
+    "naxis",
 )
 _COLUMN_LIST = ", ".join(FILE_COLUMNS)
 _UPSERT = f"""
@@ -48,7 +49,8 @@ _INCOMING = """
         instrument text, telescope text, object text, obs_start timestamptz, obs_end timestamptz,
         date_source text, exptime double precision, frame_type text, filter text, program text,
         ra double precision, dec double precision, pos spoint, footprint text, public_date timestamptz,
-        header text COMPRESSION lz4, notes text, grants text[], access_rule text, header_frame_type text
+        header text COMPRESSION lz4, notes text, grants text[], access_rule text, header_frame_type text,
+        naxis integer[]
     ) ON COMMIT DELETE ROWS
 """
 
@@ -105,6 +107,11 @@ def storable(text: str, limit: int | None = None) -> str:
 def failure_path(path: str) -> str:
     """The path a failure is recorded under (see storable); a stored path is its own."""
     return storable(path, MAX_STORED_PATH)
+
+
+def integers_literal(values) -> str | None:
+    """An integer[] value as PostgreSQL reads it; None stays NULL."""
+    return None if values is None else "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
 
 
 def array_literal(values) -> str:
