@@ -93,7 +93,8 @@ _lock = threading.Lock()
 def load(connection) -> Catalog:
     """The catalog of the database `connection` (psycopg2) is on, read at its first use."""
     # OIDs are the database's own: one catalog per database, not per process.
-    key = (connection.info.host, connection.info.port, connection.info.dbname)
+    dsn = connection.get_dsn_parameters()
+    key = (dsn.get("host"), dsn.get("port"), dsn.get("dbname"))
     with _lock:
         if key not in _cache:
             _cache[key] = _read(connection)

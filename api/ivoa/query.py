@@ -93,27 +93,32 @@ def _message(exc: psycopg2.Error) -> str:
     return f"the database refused the query: {text}"
 
 
+def statement(connection, adql: str, maxrec: int) -> str:
+    """The SQL that run_adql executes for `adql`: its translation, MAXREC+1 rows at most
+    (the one more tells whether there were more; as a LIMIT, the planner knows it too)."""
+    known = catalog.load(connection)
+    try:
+        sql = translate(adql, Published(known.columns_by_table()))
+    except AdqlError as exc:
+        raise QueryError(str(exc)) from None
+    return f"SELECT * FROM (\n{sql}\n) AS adql_query LIMIT {int(maxrec) + 1}"
+
+
 def run_adql(connection, principals: list[str], adql: str, *, maxrec: int, timeout: float,
              base_url: str, authority: str) -> Result:
     """Run `adql` as the caller with `principals`; at most `maxrec` rows come back.
 
     Raises QueryError for anything the query's author can fix; psycopg2.OperationalError
     when the database itself fails."""
+    sql = statement(connection, adql, maxrec)
     known = catalog.load(connection)
-    try:
-        sql = translate(adql, Published(known.columns_by_table()))
-    except AdqlError as exc:
-        raise QueryError(str(exc)) from None
     with published(connection, principals, base_url=base_url, authority=authority, timeout=timeout) as cursor:
         try:
-            # MAXREC+1 rows tell whether there were more; LIMIT lets the planner know.
-            # No parameters: psycopg2 would read the query's own % signs as placeholders.
-            cursor.execute(f"SELECT * FROM (\n{sql}\n) AS adql_query LIMIT {int(maxrec) + 1}")
+            cursor.execute(sql)  # no parameters: psycopg2 would take the query's % signs for placeholders
             columns = [_column(d, known) for d in cursor.description]
             rows = cursor.fetchall()
         except psycopg2.errors.QueryCanceled:
-            raise QueryError(f"the query ran longer than its limit of {timeout:g} s: narrow it, "
-                             "or run it as an asynchronous job") from None
+            raise QueryError(f"the query ran longer than its limit of {timeout:g} s") from None
         except psycopg2.OperationalError:
             raise
         except psycopg2.Error as exc:
