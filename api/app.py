@@ -24,7 +24,7 @@ from .database import Connection, Request
 from .facets import Facets
 from .files import Download, File, Header
 from .health import Health
-from .ivoa import tap
+from .ivoa import executor, tap, uws
 from .openapi import OpenApi
 from .preview import Preview
 from .proxy import FrontEnd
@@ -37,7 +37,9 @@ from .whoami import WhoAmI
 log = logging.getLogger("api")
 
 
-def create_app(config: Config, engine: sa.Engine) -> falcon.App:
+def create_app(config: Config, engine: sa.Engine, *, run_jobs: bool = False) -> falcon.App:
+    """The API on `engine`; with `run_jobs`, this process also runs asynchronous TAP jobs
+    (gunicorn's workers do; an application built for a test need not)."""
     app = falcon.App(request_type=Request,
                      middleware=[UnreadBodies(), Connection(engine), FrontEnd(config.api), Authentication(config.api)])
     app.req_options.auto_parse_qs_csv = False
@@ -59,6 +61,10 @@ def create_app(config: Config, engine: sa.Engine) -> falcon.App:
     app.add_route("/ivoa/tap/availability", tap.Availability())
     app.add_route("/ivoa/tap/tables", tap.Tables())
     app.add_route("/ivoa/tap/tables/{table_name}", tap.Tables(), suffix="table")
+    jobs = executor.Service(config, engine)
+    if run_jobs:
+        jobs.start()
+    uws.add_routes(app, config, jobs, streams)
     app.add_sink(Page(), prefix=r"/(?!api/)")  # the page; every path under /api/ is the API's
     app.add_error_handler(psycopg2.OperationalError, _database_unavailable)
     app.add_error_handler(sa.exc.OperationalError, _database_unavailable)
@@ -91,7 +97,7 @@ def _from_environment() -> falcon.App:
     engine = sa.create_engine(db.driver_url(database_url(config)), pool_size=config.api.db_pool_size,
                               max_overflow=0, pool_timeout=10, pool_pre_ping=True,
                               connect_args={"options": f"-c statement_timeout={timeout_ms}"})
-    return create_app(config, engine)
+    return create_app(config, engine, run_jobs=True)
 
 
 def __getattr__(name: str):
