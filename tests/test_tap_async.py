@@ -24,7 +24,7 @@ UWS = {"uws": "http://www.ivoa.net/xml/UWS/v1.0", "xlink": "http://www.w3.org/19
        "v": "http://www.ivoa.net/xml/VOTable/v1.3"}
 BULK = 300  # extra public rows: a four-way cross join of them runs for minutes
 LONG = "SELECT count(*) AS n FROM ivoa.obscore a, ivoa.obscore b, ivoa.obscore c, ivoa.obscore d"
-PUBLIC = f"SELECT obs_id FROM ivoa.obscore WHERE obs_id NOT LIKE 'data/bulk/%'"
+PUBLIC = "SELECT obs_id FROM ivoa.obscore WHERE obs_id NOT LIKE 'data/bulk/%'"
 
 
 def _bulk(url: str) -> None:

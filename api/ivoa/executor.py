@@ -27,7 +27,7 @@ from archive_daemon.config import Config, IvoaConfig
 from archive_daemon.visibility import principals_of
 
 from . import tap, votable
-from .jobs import CHANNEL, HEARTBEAT, Executor, Job, Jobs, Outcome
+from .jobs import CHANNEL, HEARTBEAT, ExecutorId, Job, Jobs, Outcome, prepare_results
 from .query import QueryError, run_adql
 
 log = logging.getLogger("api.ivoa.executor")
@@ -89,22 +89,20 @@ class Service:
         options = f"{cparams.pop('options', '')} -c client_connection_check_interval={round(HEARTBEAT * 1000)}"
         self._connect = functools.partial(psycopg2.connect, *cargs, **cparams, options=options.strip(),
                                           application_name="archive tap jobs")
-        self.executor = Executor.this_process()
+        self.identity = ExecutorId.this_process()
         self.running: dict[str, object] = {}  # job id -> the connection its query runs on
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.queued = threading.Event()
-        self.threads: list[threading.Thread] = []
+        self.executors: list[threading.Thread] = []
 
     def start(self) -> None:
         """Run jobs in this process from now on, until it exits (or stop())."""
-        results = self.store.results
-        if not results.is_dir():
-            os.makedirs(results, mode=0o700, exist_ok=True)
-        self.threads = [threading.Thread(target=self._monitor, name="tap-monitor", daemon=True)]
-        self.threads += [threading.Thread(target=self._execute, name=f"tap-executor-{n}", daemon=True)
-                         for n in range(THREADS)]
-        for thread in self.threads:
+        prepare_results(self.store.results)
+        threading.Thread(target=self._monitor, name="tap-monitor", daemon=True).start()
+        self.executors = [threading.Thread(target=self._execute, name=f"tap-executor-{n}", daemon=True)
+                          for n in range(THREADS)]
+        for thread in self.executors:
             thread.start()
         atexit.register(self.stop)
 
@@ -120,7 +118,7 @@ class Service:
             try:
                 connection = self._connect()
                 try:
-                    self.store.requeue(connection, self.executor, list(running))
+                    self.store.requeue(connection, self.identity, list(running))
                 finally:
                     connection.close()
             except psycopg2.Error as exc:  # the heartbeat stops: other workers end them in ERROR
@@ -128,7 +126,7 @@ class Service:
             for connection in running.values():
                 _cancel(connection)
         deadline = time.monotonic() + HEARTBEAT
-        for thread in self.threads[1:]:  # the executors; the monitor notices within a heartbeat
+        for thread in self.executors:  # the monitor notices within a heartbeat
             thread.join(max(0.0, deadline - time.monotonic()))
 
     # -- executor threads -------------------------------------------------------------------
@@ -141,7 +139,10 @@ class Service:
             try:
                 while not self.stopping.is_set() and self._run_next():
                     pass
-            except Exception:  # the thread must go on; the job, if any, was ended in ERROR
+            except psycopg2.Error as exc:  # the queue waits for the database to answer again
+                log.warning("tap executor: %s", str(exc).strip())
+                self.stopping.wait(HEARTBEAT)
+            except Exception:  # the thread must go on; a job it held ends in ERROR once silent
                 log.exception("tap executor")
                 self.stopping.wait(HEARTBEAT)
 
@@ -150,7 +151,7 @@ class Service:
         connection = self._connect()
         try:
             with self.lock:
-                job = None if self.stopping.is_set() else self.store.claim(connection, self.executor)
+                job = None if self.stopping.is_set() else self.store.claim(connection, self.identity)
                 if job is None:
                     return False
                 self.running[job.id] = connection
@@ -165,22 +166,23 @@ class Service:
             connection.close()
 
     def _outcome(self, connection, job: Job) -> Outcome:
-        name = f"{job.id}-{self.executor.token}"
+        name = f"{job.id}-{self.identity.token}"
         part = self.store.results / f"{name}.part"
         try:
             # Read again now: a user disabled since the job was created must not run it with old rights.
             principals = principals_of(connection, job.owner)
             connection.commit()
-            with open(part, "xb") as out:
+            # Only this user reads results; the front end too when it sends them (X-Sendfile).
+            with os.fdopen(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
                 media_type = self.work(connection, principals, job, out)
-            if self.shared:
-                os.chmod(part, 0o640)
-            size = part.stat().st_size
+                if self.shared:
+                    os.fchmod(out.fileno(), 0o640)
+                size = out.tell()
             os.replace(part, self.store.results / name)
             return Outcome("COMPLETED", result=(name, size, media_type))
         except QueryError as exc:
             return Outcome("ERROR", str(exc))
-        except psycopg2.Error as exc:  # the database went away, or the job was aborted as it ended
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:  # or cancelled: aborted, say
             log.warning("tap job %s: %s", job.id, str(exc).strip())
             return Outcome("ERROR", "The database connection was lost while the query ran; submit it again.")
         except OSError as exc:
@@ -194,11 +196,11 @@ class Service:
 
     def _finish(self, connection, job: Job, outcome: Outcome) -> None:
         try:
-            recorded = self.store.finish(connection, job.id, self.executor, outcome)
+            recorded = self.store.finish(connection, job.id, self.identity, outcome)
         except psycopg2.Error:  # this connection is lost; another may still record it
             fresh = self._connect()
             try:
-                recorded = self.store.finish(fresh, job.id, self.executor, outcome)
+                recorded = self.store.finish(fresh, job.id, self.identity, outcome)
             finally:
                 fresh.close()
         if not recorded and outcome.result:  # aborted, deleted or destroyed meanwhile
@@ -246,7 +248,7 @@ class Service:
         with self.lock:
             running = dict(self.running)
         if running:
-            ours = self.store.beat(connection, self.executor, list(running))
+            ours = self.store.beat(connection, self.identity, list(running))
             for job_id in running.keys() - ours:  # ended by someone else while its query runs on
                 _cancel(running[job_id])
         if self.store.sweep(connection):

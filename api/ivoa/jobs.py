@@ -20,6 +20,7 @@ import os
 import re
 import secrets
 import socket
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -27,7 +28,7 @@ from typing import Iterator
 import psycopg2
 from psycopg2.extras import Json
 
-from archive_daemon.config import IvoaConfig
+from archive_daemon.config import ConfigError, IvoaConfig
 
 log = logging.getLogger("api.ivoa.jobs")
 
@@ -114,7 +115,7 @@ def _process_runs(pid: int) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
-class Executor:
+class ExecutorId:
     """Who runs a job: a process on a host, and a token of that process's start (pids are reused)."""
 
     host: str
@@ -122,7 +123,7 @@ class Executor:
     token: str
 
     @classmethod
-    def this_process(cls) -> Executor:
+    def this_process(cls) -> ExecutorId:
         return cls(HOST, os.getpid(), secrets.token_hex(8))
 
 
@@ -136,7 +137,20 @@ class Outcome:
 
 
 def results_directory(settings: IvoaConfig) -> Path:
+    """ivoa.results_dir, else archive-tap under the temporary directory."""
     return settings.results_dir or Path(tempfile.gettempdir()) / "archive-tap"
+
+
+def prepare_results(path: Path) -> None:
+    """Create the results directory (0700) if missing; refuse one that another user owns:
+    under /tmp anyone could have made it first, to read the results or swap them."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.lstat(path)
+    except OSError as exc:
+        raise ConfigError(f"ivoa.results_dir: cannot create {path}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise ConfigError(f"ivoa.results_dir: {path} is not a directory of this user's own")
 
 
 class Jobs:
@@ -275,7 +289,7 @@ class Jobs:
 
     # -- what executors do ------------------------------------------------------------------
 
-    def claim(self, connection, executor: Executor) -> Job | None:
+    def claim(self, connection, executor: ExecutorId) -> Job | None:
         """The oldest QUEUED job, now EXECUTING on this connection's backend, else None."""
         with _transaction(connection) as cursor:
             cursor.execute(f"""
@@ -292,7 +306,7 @@ class Jobs:
                 _notify(cursor, row[0], "EXECUTING")
         return None if row is None else Job(*row)
 
-    def finish(self, connection, job_id: str, executor: Executor, outcome: Outcome) -> bool:
+    def finish(self, connection, job_id: str, executor: ExecutorId, outcome: Outcome) -> bool:
         """Record how the job ended, if it is still this executor's to end."""
         name, size, media = outcome.result or (None, None, None)
         with _transaction(connection) as cursor:
@@ -305,14 +319,14 @@ class Jobs:
                 _notify(cursor, job_id, outcome.phase)
             return cursor.rowcount == 1
 
-    def beat(self, connection, executor: Executor, running: list[str]) -> set[str]:
+    def beat(self, connection, executor: ExecutorId, running: list[str]) -> set[str]:
         """Heartbeat for the jobs this executor runs; returns those still its own."""
         with _transaction(connection) as cursor:
             cursor.execute("UPDATE tap_jobs SET heartbeat = now() WHERE id = ANY(%s) AND phase = 'EXECUTING' "
                            "AND executor_token = %s RETURNING id", (running, executor.token))
             return {row[0] for row in cursor.fetchall()}
 
-    def requeue(self, connection, executor: Executor, running: list[str]) -> None:
+    def requeue(self, connection, executor: ExecutorId, running: list[str]) -> None:
         """Jobs an executor stops running (the API stopping) are QUEUED again for another."""
         with _transaction(connection) as cursor:
             cursor.execute("""
