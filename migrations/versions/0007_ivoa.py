@@ -15,6 +15,7 @@ import json
 
 from alembic import op
 
+from archive_daemon import leakproof
 from archive_daemon.visibility import VISIBLE
 
 revision = "0007"
@@ -164,26 +165,6 @@ KEYS = (
     ("key_columns_key", "TAP_SCHEMA.key_columns", "TAP_SCHEMA.keys", "The column pair's key", (("key_id", "key_id"),)),
 )
 
-# A security-barrier view keeps a condition away from an index unless its functions are
-# leakproof, and only a superuser may say so. Where the migration runs as one it marks
-# pg_sphere's comparison operators (boolean tests of points, circles and polygons, which
-# neither fail nor tell more than their answer) and archive_mjd; elsewhere the operator runs
-# the same statement once as a superuser (docs/ivoa.md). Searches are right either way;
-# without it cones on the views scan the table.
-LEAKPROOF = """
-    DO $$ DECLARE fn regprocedure; BEGIN
-        IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-            FOR fn IN SELECT DISTINCT o.oprcode::regprocedure FROM pg_operator o
-                    WHERE o.oprresult = 'boolean'::regtype
-                      AND (o.oprleft IN ('spoint'::regtype, 'scircle'::regtype, 'spoly'::regtype)
-                           OR o.oprright IN ('spoint'::regtype, 'scircle'::regtype, 'spoly'::regtype)) LOOP
-                EXECUTE format('ALTER FUNCTION %s LEAKPROOF', fn);
-            END LOOP;
-        END IF;
-    END $$
-"""
-
-
 def _view(name: str, columns, joins: str) -> str:
     selected = ",\n    ".join(f"{sql} AS {column}" for column, sql, *_ in columns)
     visible = VISIBLE % {"principals": "archive_principals()"}
@@ -282,7 +263,7 @@ def upgrade() -> None:
     for schema in ("ivoa", "archive_tap", "tap_schema"):
         op.execute(f"GRANT USAGE ON SCHEMA {schema} TO {ADQL_ROLE}")
         op.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {ADQL_ROLE}")
-    op.execute(LEAKPROOF)
+    op.execute(leakproof.SQL)  # when the migration runs as a superuser (see the module)
     # Files archived before this revision: NAXISn from the stored header (the data's: the
     # extension's when the primary holds none), card by card.
     op.execute(r"""
