@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"archive-daemon: error: {exc}", file=sys.stderr)
         return 2
     except _loaded(_DATABASE_ERRORS) as exc:
-        from .db import first_line
+        from .db import first_line  # here, not above: it brings SQLAlchemy
         print(f"archive-daemon: database error: {first_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
