@@ -76,7 +76,7 @@ def _too_long(req, resp, exc, params):
 
 
 def _from_environment() -> falcon.App:
-    from archive_daemon.cli import database_url
+    from archive_daemon.commands.database import database_url
     config = load_config()
     # A fixed pool per worker process, so that workers x db_pool_size is what the API can
     # ever hold of PostgreSQL's max_connections (docs/api.md); a request finding every
