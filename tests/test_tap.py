@@ -157,6 +157,9 @@ def test_post_lower_case_names_runid_and_csv(archive):
                      FORMAT="application/x-votable+xml")
     runid = ET.fromstring(response.content).find("v:RESOURCE/v:INFO[@name='RUNID']", VOTABLE_NS)
     assert runid.get("value") == "my-run 7"
+    multipart = requests.post(archive["tap"] + "/sync", files={"query": (None, "SELECT obs_id FROM ivoa.obscore"),
+                                                               "lang": (None, "ADQL"), "maxrec": (None, "1")})
+    assert len(parse_single_table(io.BytesIO(multipart.content)).array) == 1
 
 
 def test_tap_schema_can_be_queried(archive):

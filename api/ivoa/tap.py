@@ -91,12 +91,15 @@ def _params(req: falcon.Request) -> dict[str, list[str]]:
         if (req.content_length or 0) > _MAX_BODY:
             raise QueryError(f"the request is larger than {_MAX_BODY} bytes")
         media_type = (req.content_type or "").split(";")[0].strip().lower()
-        if media_type == falcon.MEDIA_URLENCODED:
-            for name, value in req.get_media().items():
-                add(name, value)
-        elif media_type == falcon.MEDIA_MULTIPART:
-            for part in req.get_media():
-                add(part.name, part.get_text())
+        try:
+            if media_type == falcon.MEDIA_URLENCODED:
+                for name, value in req.get_media().items():
+                    add(name, value)
+            elif media_type == falcon.MEDIA_MULTIPART:
+                for part in req.get_media():
+                    add(part.name, part.get_text())
+        except falcon.MediaMalformedError:
+            raise QueryError(f"the request's body is not valid {media_type}") from None
     return found
 
 
