@@ -53,6 +53,13 @@ def _degrees(text: str) -> tuple[float, ...]:
     return tuple(math.degrees(float(n)) for n in _NUMBER.findall(text))
 
 
+def _region(shape: str):
+    """The conversion of pg_sphere values to the STC-S strings of a column declared as
+    ADQL's REGION (char), as ObsCore's s_region is."""
+    name = {"point": "Position", "circle": "Circle", "polygon": "Polygon"}[shape]
+    return lambda text: f"{name} ICRS " + " ".join(repr(v) for v in _degrees(text))
+
+
 def _timestamp(value: dt.datetime | dt.date) -> str:
     """DALI timestamp: ISO 8601, UTC, no zone suffix."""
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
@@ -75,17 +82,20 @@ _ARRAYSIZES = {"point": "2", "circle": "3", "polygon": "*"}
 
 def _column(description, known: catalog.Catalog) -> tuple[Field, object]:
     """The FIELD of a result column and the conversion of its values (None: as they come)."""
-    xtype = known.geometry.get(description.type_code)
-    if xtype:
-        datatype, arraysize, convert = "double", _ARRAYSIZES[xtype], _degrees
+    shape = known.geometry.get(description.type_code)
+    if shape:
+        datatype, arraysize, xtype, convert = "double", _ARRAYSIZES[shape], shape, _degrees
     else:
         # Types without a VOTable counterpart (arrays, intervals, ...) travel as their text.
         datatype, arraysize, xtype, convert = _TYPES.get(description.type_code, ("char", "*", None, str))
     origin = known.origins.get((description.table_oid, description.table_column))
-    if origin is not None:  # a published column, perhaps renamed: its description holds
-        return Field(description.name, origin.datatype, origin.arraysize, origin.xtype, origin.unit,
-                     origin.ucd, origin.utype, origin.description), convert
-    return Field(description.name, datatype, arraysize, xtype), convert
+    if origin is None:
+        return Field(description.name, datatype, arraysize, xtype), convert
+    # A published column, perhaps renamed: its description holds.
+    if shape and origin.datatype == "char":
+        convert = _region(shape)
+    return Field(description.name, origin.datatype, origin.arraysize, origin.xtype, origin.unit,
+                 origin.ucd, origin.utype, origin.description), convert
 
 
 def _message(exc: psycopg2.Error) -> str:
