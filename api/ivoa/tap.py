@@ -26,7 +26,8 @@ log = logging.getLogger("api.ivoa")
 
 LANGUAGES = ("adql", "adql-2.0", "adql-2.1")
 # What ADQL's geometry offers here (TAPRegExt's adqlgeo features); tests run each of them.
-GEOMETRY = ("POINT", "CIRCLE", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "AREA", "COORD1", "COORD2")
+GEOMETRY = ("POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "AREA", "CENTROID",
+            "COORD1", "COORD2", "COORDSYS")
 _MAX_BODY = 1 << 20  # bytes of a POSTed request: far more than any query the translator takes
 _UNAVAILABLE = "the archive's database does not answer; try again shortly"
 
