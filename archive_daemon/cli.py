@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg2
 import sqlalchemy as sa
 
-from . import db, demo, principals, schedule
+from . import db, demo, ivoaterms, principals, schedule
 from .access import Facts
 from .recompute import FACT_COLUMNS, decide_all, recompute
 from .schedule import current_rules
@@ -182,6 +182,7 @@ def cmd_db(config: Config, args) -> int:
     # know empty, and they are found here (see migrations/versions/0004_local_nights.py).
     connection = engine.raw_connection()
     seen, changed = recompute(connection, config, current_rules(connection, config), without_night=True)
+    ivoaterms.write(connection, config.ivoa)  # the ObsCore terms of this configuration
     if seen:
         print(f"nights found for {changed} of {seen} files without one")
     if changed < seen:
