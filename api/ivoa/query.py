@@ -1,0 +1,132 @@
+"""One ADQL query, run on the published tables: translated, executed as the ADQL role,
+at most MAXREC rows kept, its values made what a VOTable carries.
+
+Used by the sync endpoint and by asynchronous jobs alike.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from dataclasses import dataclass
+
+import psycopg2
+import psycopg2.errors
+
+from . import catalog
+from .adql import AdqlError, Published, translate
+from .session import published
+
+
+class QueryError(ValueError):
+    """The caller's query cannot run as asked; str() is the message for them."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """VOTable FIELD metadata of one output column."""
+    name: str
+    datatype: str
+    arraysize: str | None = None
+    xtype: str | None = None
+    unit: str | None = None
+    ucd: str | None = None
+    utype: str | None = None
+    description: str | None = None
+
+
+@dataclass
+class Result:
+    fields: list[Field]
+    rows: list[tuple]  # values as the writers take them: None, bool, int, float, str, tuple of floats
+    overflow: bool     # more rows than MAXREC existed
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _degrees(text: str) -> tuple[float, ...]:
+    """pg_sphere's text of a point, circle or polygon (radians, its default output, the
+    only one that needs no session setting) as DALI's list of degrees: every number of
+    each is an angle, in DALI's order (long, lat pairs; a circle's radius last)."""
+    return tuple(math.degrees(float(n)) for n in _NUMBER.findall(text))
+
+
+def _timestamp(value: dt.datetime | dt.date) -> str:
+    """DALI timestamp: ISO 8601, UTC, no zone suffix."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value.isoformat()
+
+
+# PostgreSQL built-in type OID -> (VOTable datatype, arraysize, xtype, value conversion)
+_TEXT = ("char", "*", None, None)
+_TYPES = {
+    16: ("boolean", None, None, None), 21: ("short", None, None, None), 23: ("int", None, None, None),
+    20: ("long", None, None, None), 700: ("float", None, None, None), 701: ("double", None, None, None),
+    1700: ("double", None, None, float),
+    25: _TEXT, 1043: _TEXT, 1042: _TEXT, 19: _TEXT, 18: _TEXT,
+    1184: ("char", "*", "timestamp", _timestamp), 1114: ("char", "*", "timestamp", _timestamp),
+    1082: ("char", "*", "timestamp", _timestamp),
+}
+_ARRAYSIZES = {"point": "2", "circle": "3", "polygon": "*"}
+
+
+def _column(description, known: catalog.Catalog) -> tuple[Field, object]:
+    """The FIELD of a result column and the conversion of its values (None: as they come)."""
+    xtype = known.geometry.get(description.type_code)
+    if xtype:
+        datatype, arraysize, convert = "double", _ARRAYSIZES[xtype], _degrees
+    else:
+        # Types without a VOTable counterpart (arrays, intervals, ...) travel as their text.
+        datatype, arraysize, xtype, convert = _TYPES.get(description.type_code, ("char", "*", None, str))
+    origin = known.origins.get((description.table_oid, description.table_column))
+    if origin is not None:  # a published column, perhaps renamed: its description holds
+        return Field(description.name, origin.datatype, origin.arraysize, origin.xtype, origin.unit,
+                     origin.ucd, origin.utype, origin.description), convert
+    return Field(description.name, datatype, arraysize, xtype), convert
+
+
+def _message(exc: psycopg2.Error) -> str:
+    text = exc.diag.message_primary or (exc.pgerror or str(exc)).strip().splitlines()[0]
+    return f"the database refused the query: {text}"
+
+
+def run_adql(connection, principals: list[str], adql: str, *, maxrec: int, timeout: float,
+             base_url: str, authority: str) -> Result:
+    """Run `adql` as the caller with `principals`; at most `maxrec` rows come back.
+
+    Raises QueryError for anything the query's author can fix; psycopg2.OperationalError
+    when the database itself fails."""
+    known = catalog.load(connection)
+    try:
+        sql = translate(adql, Published(known.columns_by_table()))
+    except AdqlError as exc:
+        raise QueryError(str(exc)) from None
+    with published(connection, principals, base_url=base_url, authority=authority, timeout=timeout) as cursor:
+        try:
+            # MAXREC+1 rows tell whether there were more; LIMIT lets the planner know.
+            # No parameters: psycopg2 would read the query's own % signs as placeholders.
+            cursor.execute(f"SELECT * FROM (\n{sql}\n) AS adql_query LIMIT {int(maxrec) + 1}")
+            columns = [_column(d, known) for d in cursor.description]
+            rows = cursor.fetchall()
+        except psycopg2.errors.QueryCanceled:
+            raise QueryError(f"the query ran longer than its limit of {timeout:g} s: narrow it, "
+                             "or run it as an asynchronous job") from None
+        except psycopg2.OperationalError:
+            raise
+        except psycopg2.Error as exc:
+            raise QueryError(_message(exc)) from None
+    converts = [(i, convert) for i, (_, convert) in enumerate(columns) if convert is not None]
+    if converts:
+        rows = [_converted(row, converts) for row in rows]
+    return Result(fields=[field for field, _ in columns], rows=rows[:maxrec], overflow=len(rows) > maxrec)
+
+
+def _converted(row: tuple, converts) -> tuple:
+    values = list(row)
+    for i, convert in converts:
+        if values[i] is not None:
+            values[i] = convert(values[i])
+    return tuple(values)
