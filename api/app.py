@@ -24,6 +24,7 @@ from .database import Connection, Request
 from .facets import Facets
 from .files import Download, File, Header
 from .health import Health
+from .ivoa import scs, sia, vosi
 from .openapi import OpenApi
 from .preview import Preview
 from .proxy import FrontEnd
@@ -53,6 +54,11 @@ def create_app(config: Config, engine: sa.Engine) -> falcon.App:
     app.add_route("/api/v1/whoami", WhoAmI())
     app.add_route("/api/v1/health", Health())
     app.add_route("/api/v1/openapi.json", OpenApi(config.api))
+    # Simple Cone Search and SIAv2 (api/ivoa/)
+    app.add_route("/ivoa/scs", scs.ConeSearch(config))
+    app.add_route(f"{sia.BASE}/query", sia.Sia2Query(config))
+    app.add_route(f"{sia.BASE}/capabilities", vosi.Capabilities(sia.BASE, {sia.QUERY_STANDARD: ("query", "2.0")}))
+    app.add_route(f"{sia.BASE}/availability", vosi.Availability())
     app.add_sink(Page(), prefix=r"/(?!api/)")  # the page; every path under /api/ is the API's
     app.add_error_handler(psycopg2.OperationalError, _database_unavailable)
     app.add_error_handler(sa.exc.OperationalError, _database_unavailable)
