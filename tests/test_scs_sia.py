@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import shutil
+import signal
 import subprocess
 
 import falcon.testing
@@ -21,7 +22,8 @@ from pyvo.dal.sia2 import SIA2Service
 from api.app import create_app
 from api.ivoa.session import published
 from api.ivoa.siaquery import condition
-from conftest import fresh_database
+from conftest import fresh_database, write_config
+from daemonproc import Daemon, wait_until
 from apiserver import FRONT_END, NIGHT, OLD, ApiServer, build_archive
 from archive_daemon import cli, ivoaterms
 from archive_daemon.config import IvoaConfig, load_config
@@ -118,6 +120,26 @@ def test_writing_the_terms_replaces_every_row(archive):
     finally:
         ivoaterms.write(connection, archive["config"].ivoa)
         connection.close()
+
+
+def test_the_leading_daemon_writes_the_terms_when_it_leads_and_on_reload(tmp_path, archive_root, database_url, engine):
+    config = write_config(tmp_path, archive_root, ivoa={"bands": {"R": [550, 700]}})
+    daemon = Daemon(config, database_url, tmp_path)
+    try:
+        daemon.start()
+        assert _terms(engine) == ([("r", pytest.approx(550e-9), pytest.approx(700e-9))], [])
+        config.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()),
+                                          "ivoa": {"spectrum_instruments": ["Kast"]}}))
+        daemon.signal(signal.SIGHUP)
+        wait_until(lambda: _terms(engine) == ([], [("kast", "spectrum")]), what="the reloaded terms")
+    finally:
+        daemon.stop()
+
+
+def _terms(engine):
+    with engine.connect() as connection:
+        return ([tuple(r) for r in connection.exec_driver_sql("SELECT * FROM ivoa_bands")],
+                [tuple(r) for r in connection.exec_driver_sql("SELECT * FROM ivoa_instruments")])
 
 
 # --- Simple Cone Search ---------------------------------------------------------------------
