@@ -24,7 +24,7 @@ from .database import Connection, Request
 from .facets import Facets
 from .files import Download, File, Header
 from .health import Health
-from .ivoa import scs, sia, vosi
+from .ivoa import scs, sia, tap, vosi
 from .openapi import OpenApi
 from .preview import Preview
 from .proxy import FrontEnd
@@ -59,6 +59,11 @@ def create_app(config: Config, engine: sa.Engine) -> falcon.App:
     app.add_route(f"{sia.BASE}/query", sia.Sia2Query(config))
     app.add_route(f"{sia.BASE}/capabilities", vosi.Capabilities(sia.BASE, {sia.QUERY_STANDARD: ("query", "2.0")}))
     app.add_route(f"{sia.BASE}/availability", vosi.Availability())
+    app.add_route("/ivoa/tap/sync", tap.Sync(config))
+    app.add_route("/ivoa/tap/capabilities", tap.Capabilities(config))
+    app.add_route("/ivoa/tap/availability", tap.Availability())
+    app.add_route("/ivoa/tap/tables", tap.Tables())
+    app.add_route("/ivoa/tap/tables/{table_name}", tap.Tables(), suffix="table")
     app.add_sink(Page(), prefix=r"/(?!api/)")  # the page; every path under /api/ is the API's
     app.add_error_handler(psycopg2.OperationalError, _database_unavailable)
     app.add_error_handler(sa.exc.OperationalError, _database_unavailable)

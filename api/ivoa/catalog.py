@@ -75,7 +75,13 @@ class Catalog:
 
     def columns_by_table(self) -> dict[str, tuple[str, ...]]:
         """{lower-case table name: its lower-case column names}: what ADQL may name."""
-        return {t.name.lower(): tuple(c.name.lower() for c in t.columns) for t in self.tables()}
+        return {t.name.lower(): tuple(unquoted(c.name).lower() for c in t.columns) for t in self.tables()}
+
+
+def unquoted(name: str) -> str:
+    """A column name as the database knows it: TAP_SCHEMA writes names that are ADQL
+    reserved words delimited, as ADQL must spell them ("size")."""
+    return name[1:-1].replace('""', '"') if name.startswith('"') and name.endswith('"') else name
 
 
 def relation(table_name: str) -> str:
@@ -93,7 +99,8 @@ _lock = threading.Lock()
 def load(connection) -> Catalog:
     """The catalog of the database `connection` (psycopg2) is on, read at its first use."""
     # OIDs are the database's own: one catalog per database, not per process.
-    key = (connection.info.host, connection.info.port, connection.info.dbname)
+    dsn = connection.get_dsn_parameters()
+    key = (dsn.get("host"), dsn.get("port"), dsn.get("dbname"))
     with _lock:
         if key not in _cache:
             _cache[key] = _read(connection)
@@ -128,7 +135,7 @@ def _read(connection) -> Catalog:
                           JOIN pg_attribute a ON a.attrelid = to_regclass(published.relation)
                           WHERE a.attnum > 0 AND NOT a.attisdropped""",
                        (names, [relation(name) for name in names]))
-        by_name = {(table, c.name): c for table, described in columns.items() for c in described}
+        by_name = {(table, unquoted(c.name)): c for table, described in columns.items() for c in described}
         origins = {(oid, number): by_name[table, column] for table, oid, number, column in cursor.fetchall()
                    if (table, column) in by_name}
         cursor.execute("SELECT typname, oid FROM pg_type WHERE typname = ANY(%s)", (list(GEOMETRY_TYPES),))

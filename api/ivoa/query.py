@@ -53,6 +53,13 @@ def _degrees(text: str) -> tuple[float, ...]:
     return tuple(math.degrees(float(n)) for n in _NUMBER.findall(text))
 
 
+def _region(shape: str):
+    """The conversion of pg_sphere values to the STC-S strings of a column declared as
+    ADQL's REGION (char), as ObsCore's s_region is."""
+    name = {"point": "Position", "circle": "Circle", "polygon": "Polygon"}[shape]
+    return lambda text: f"{name} ICRS " + " ".join(repr(v) for v in _degrees(text))
+
+
 def _timestamp(value: dt.datetime | dt.date) -> str:
     """DALI timestamp: ISO 8601, UTC, no zone suffix."""
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
@@ -75,22 +82,36 @@ _ARRAYSIZES = {"point": "2", "circle": "3", "polygon": "*"}
 
 def _column(description, known: catalog.Catalog) -> tuple[Field, object]:
     """The FIELD of a result column and the conversion of its values (None: as they come)."""
-    xtype = known.geometry.get(description.type_code)
-    if xtype:
-        datatype, arraysize, convert = "double", _ARRAYSIZES[xtype], _degrees
+    shape = known.geometry.get(description.type_code)
+    if shape:
+        datatype, arraysize, xtype, convert = "double", _ARRAYSIZES[shape], shape, _degrees
     else:
         # Types without a VOTable counterpart (arrays, intervals, ...) travel as their text.
         datatype, arraysize, xtype, convert = _TYPES.get(description.type_code, ("char", "*", None, str))
     origin = known.origins.get((description.table_oid, description.table_column))
-    if origin is not None:  # a published column, perhaps renamed: its description holds
-        return Field(description.name, origin.datatype, origin.arraysize, origin.xtype, origin.unit,
-                     origin.ucd, origin.utype, origin.description), convert
-    return Field(description.name, datatype, arraysize, xtype), convert
+    if origin is None:
+        return Field(description.name, datatype, arraysize, xtype), convert
+    # A published column, perhaps renamed: its description holds.
+    if shape and origin.datatype == "char":
+        convert = _region(shape)
+    return Field(description.name, origin.datatype, origin.arraysize, origin.xtype, origin.unit,
+                 origin.ucd, origin.utype, origin.description), convert
 
 
 def _message(exc: psycopg2.Error) -> str:
     text = exc.diag.message_primary or (exc.pgerror or str(exc)).strip().splitlines()[0]
     return f"the database refused the query: {text}"
+
+
+def statement(connection, adql: str, maxrec: int) -> str:
+    """The SQL that run_adql executes for `adql`: its translation, MAXREC+1 rows at most
+    (the one more tells whether there were more; as a LIMIT, the planner knows it too)."""
+    known = catalog.load(connection)
+    try:
+        sql = translate(adql, Published(known.columns_by_table()))
+    except AdqlError as exc:
+        raise QueryError(str(exc)) from None
+    return f"SELECT * FROM (\n{sql}\n) AS adql_query LIMIT {int(maxrec) + 1}"
 
 
 def run_adql(connection, principals: list[str], adql: str, *, maxrec: int, timeout: float,
@@ -99,21 +120,15 @@ def run_adql(connection, principals: list[str], adql: str, *, maxrec: int, timeo
 
     Raises QueryError for anything the query's author can fix; psycopg2.OperationalError
     when the database itself fails."""
+    sql = statement(connection, adql, maxrec)
     known = catalog.load(connection)
-    try:
-        sql = translate(adql, Published(known.columns_by_table()))
-    except AdqlError as exc:
-        raise QueryError(str(exc)) from None
     with published(connection, principals, base_url=base_url, authority=authority, timeout=timeout) as cursor:
         try:
-            # MAXREC+1 rows tell whether there were more; LIMIT lets the planner know.
-            # No parameters: psycopg2 would read the query's own % signs as placeholders.
-            cursor.execute(f"SELECT * FROM (\n{sql}\n) AS adql_query LIMIT {int(maxrec) + 1}")
+            cursor.execute(sql)  # no parameters: psycopg2 would take the query's % signs for placeholders
             columns = [_column(d, known) for d in cursor.description]
             rows = cursor.fetchall()
         except psycopg2.errors.QueryCanceled:
-            raise QueryError(f"the query ran longer than its limit of {timeout:g} s: narrow it, "
-                             "or run it as an asynchronous job") from None
+            raise QueryError(f"the query ran longer than its limit of {timeout:g} s") from None
         except psycopg2.OperationalError:
             raise
         except psycopg2.Error as exc:

@@ -45,10 +45,14 @@ def format_of(value: str | None) -> tuple[str, str]:
         raise QueryError(f"RESPONSEFORMAT: {value!r} is not offered; use votable or csv") from None
 
 
-def write(result: Result, stream, response_format: str, *, query: str | None = None) -> None:
-    """Write `result` to the binary `stream` as `response_format` (any value FORMATS accepts)."""
-    name, _ = format_of(response_format)
-    (_write_csv if name == "csv" else _write_votable)(result, stream, query)
+def write(result: Result, stream, response_format: str, *, query: str | None = None,
+          run_id: str | None = None) -> None:
+    """Write `result` to the binary `stream` as `response_format` (any value FORMATS accepts);
+    a VOTable names the query and the caller's RUNID (DALI) in INFOs."""
+    if format_of(response_format)[0] == "csv":
+        _write_csv(result, stream)
+    else:
+        _write_votable(result, stream, {"QUERY": query, "RUNID": run_id})
 
 
 def error_document(message: str) -> bytes:
@@ -111,10 +115,9 @@ def _value(value) -> str:
     return str(value)
 
 
-def _write_votable(result: Result, stream, query: str | None) -> None:
+def _write_votable(result: Result, stream, infos: dict[str, str | None]) -> None:
     head = [_HEAD, '<INFO name="QUERY_STATUS" value="OK"/>\n']
-    if query is not None:
-        head.append(f'<INFO name="QUERY" value={_attribute(query)}/>\n')
+    head += [f'<INFO name="{name}" value={_attribute(value)}/>\n' for name, value in infos.items() if value is not None]
     head.append("<TABLE>\n")
     head += [_field(f, i) for f, i in zip(result.fields, _ids([f.name for f in result.fields]))]
     head.append("<DATA><TABLEDATA>\n")
@@ -128,7 +131,7 @@ def _write_votable(result: Result, stream, query: str | None) -> None:
     stream.write((tail + _TAIL).encode())
 
 
-def _write_csv(result: Result, stream, query: str | None) -> None:
+def _write_csv(result: Result, stream) -> None:
     rows = [[f.name for f in result.fields]] + result.rows
     for start in range(0, len(rows), _BATCH):
         text = io.StringIO()
