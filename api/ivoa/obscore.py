@@ -27,8 +27,7 @@ def columns(connection) -> tuple[catalog.Column, ...]:
 @contextlib.contextmanager
 def cursor(req: falcon.Request, ivoa: IvoaConfig) -> Iterator:
     """A cursor on the published tables as the request's caller sees them."""
-    # First: reading the catalog the first time ends any transaction on the connection.
-    catalog.load(req.context.connection.dbapi_connection)  # psycopg2's, under the pool's proxy
+    catalog.load(req.context.connection)  # first: reading it the first time ends any transaction
     with published(req.context.connection, req.context.principals, base_url=req.prefix,
                    authority=ivoa.authority, timeout=ivoa.sync_timeout) as opened:
         yield opened
