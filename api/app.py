@@ -24,7 +24,7 @@ from .database import Connection, Request
 from .facets import Facets
 from .files import Download, File, Header
 from .health import Health
-from .ivoa import tap
+from .ivoa import scs, sia, tap, vosi
 from .openapi import OpenApi
 from .preview import Preview
 from .proxy import FrontEnd
@@ -54,6 +54,11 @@ def create_app(config: Config, engine: sa.Engine) -> falcon.App:
     app.add_route("/api/v1/whoami", WhoAmI())
     app.add_route("/api/v1/health", Health())
     app.add_route("/api/v1/openapi.json", OpenApi(config.api))
+    # Simple Cone Search and SIAv2 (api/ivoa/)
+    app.add_route("/ivoa/scs", scs.ConeSearch(config))
+    app.add_route(f"{sia.BASE}/query", sia.Sia2Query(config))
+    app.add_route(f"{sia.BASE}/capabilities", vosi.Capabilities(sia.BASE, {sia.QUERY_STANDARD: ("query", "2.0")}))
+    app.add_route(f"{sia.BASE}/availability", vosi.Availability())
     app.add_route("/ivoa/tap/sync", tap.Sync(config))
     app.add_route("/ivoa/tap/capabilities", tap.Capabilities(config))
     app.add_route("/ivoa/tap/availability", tap.Availability())

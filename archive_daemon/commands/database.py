@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import db
+from .. import db, ivoaterms
 from ..config import Config
 from ..devdb import DevDB
 from ..recompute import recompute
@@ -40,6 +40,7 @@ def cmd_db(config: Config, args) -> int:
     # know empty, and they are found here (see migrations/versions/0004_local_nights.py).
     connection = engine.raw_connection()
     seen, changed = recompute(connection, config, current_rules(connection, config), without_night=True)
+    ivoaterms.write(connection, config.ivoa)  # the ObsCore terms of this configuration
     if seen:
         print(f"nights found for {changed} of {seen} files without one")
     if changed < seen:
