@@ -219,10 +219,12 @@ def api(config, engine, database_url, monkeypatch):
     yield app, falcon.testing.TestClient(app), asked
 
 
-def _routes(app) -> set[tuple[str, str]]:
-    """(method, path template) of every route the application serves."""
+def _routes(app, prefix: str = "/api/") -> set[tuple[str, str]]:
+    """(method, path template) of every route the application serves under `prefix`: the
+    JSON API's (/api/) are in the OpenAPI document and docs/api.md, the IVOA protocols'
+    (/ivoa/) in docs/ivoa.md."""
     return {(m.method, route.path) for route in falcon.inspect.inspect_routes(app)
-            for m in route.methods if not m.internal}
+            for m in route.methods if not m.internal and route.path.startswith(prefix)}
 
 
 def _accepted_params(app, client, asked) -> dict[tuple[str, str], set[str]]:
