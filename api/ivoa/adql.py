@@ -87,10 +87,10 @@ class _Refuse(ErrorListener):
         if offendingSymbol is None:  # the lexer: msg is "token recognition error at: '...'"
             near = msg.rpartition(": ")[2]
         elif offendingSymbol.type == antlr4.Token.EOF or offendingSymbol.start >= self.length:
-            raise AdqlError("syntax error: the query ends too early")
+            raise AdqlError("syntax error: the query ends too early") from None
         else:
             near = repr(offendingSymbol.text)
-        raise AdqlError(f"syntax error at line {line}, column {column + 1}, near {near}")
+        raise AdqlError(f"syntax error at line {line}, column {column + 1}, near {near}") from None
 
 
 def _parse(adql: str):
