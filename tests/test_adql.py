@@ -79,10 +79,12 @@ def test_other_points_are_built_from_their_coordinates():
 
 
 def test_a_distance_below_a_radius_on_an_indexed_point_is_a_cone():
-    assert sql("SELECT obs_id FROM ivoa.obscore WHERE DISTANCE(POINT('ICRS', 10, 20), POINT('ICRS', s_ra, s_dec)) < 0.1") == (
+    assert sql("SELECT obs_id FROM ivoa.obscore "
+               "WHERE DISTANCE(POINT('ICRS', 10, 20), POINT('ICRS', s_ra, s_dec)) < 0.1") == (
         "SELECT ivoa.obscore.obs_id FROM ivoa.obscore WHERE "
         "ivoa.obscore.archive_point @ scircle(spoint(RADIANS(10), RADIANS(20)), RADIANS(0.1))")
-    assert "archive_point @ scircle" in sql("SELECT obs_id FROM ivoa.obscore WHERE 0.1 >= DISTANCE(s_ra, s_dec, 10, 20)")
+    assert "archive_point @ scircle" in sql(
+        "SELECT obs_id FROM ivoa.obscore WHERE 0.1 >= DISTANCE(s_ra, s_dec, 10, 20)")
     # beyond pg_sphere's largest circle, or on no index, DISTANCE stays a distance
     assert "DEGREES(spoint(RADIANS(10), RADIANS(20)) <-> ivoa.obscore.archive_point) < 120" in sql(
         "SELECT obs_id FROM ivoa.obscore WHERE DISTANCE(POINT('ICRS', 10, 20), POINT('ICRS', s_ra, s_dec)) < 120")
@@ -108,16 +110,19 @@ def test_top_becomes_limit_and_offset_follows():
     ("DISTANCE(POINT('ICRS', 1, 2), POINT('ICRS', 3, 4))",
      "DEGREES(spoint(RADIANS(1), RADIANS(2)) <-> spoint(RADIANS(3), RADIANS(4))) AS distance"),
     ("DISTANCE(1, 2, 3, 4)", "DEGREES(spoint(RADIANS(1), RADIANS(2)) <-> spoint(RADIANS(3), RADIANS(4))) AS distance"),
-    ("AREA(CIRCLE('ICRS', 1, 2, 3))", "DEGREES(DEGREES(area(scircle(spoint(RADIANS(1), RADIANS(2)), RADIANS(3))))) AS area"),
+    ("AREA(CIRCLE('ICRS', 1, 2, 3))",
+     "DEGREES(DEGREES(area(scircle(spoint(RADIANS(1), RADIANS(2)), RADIANS(3))))) AS area"),
     ("COORD1(POINT('ICRS', s_ra, s_dec))", "DEGREES(long(ivoa.obscore.archive_point)) AS coord1"),
     ("COORD2(POINT('ICRS', 1, 2))", "DEGREES(lat(spoint(RADIANS(1), RADIANS(2)))) AS coord2"),
     ("CENTROID(CIRCLE('ICRS', 1, 2, 3))", "(@@ scircle(spoint(RADIANS(1), RADIANS(2)), RADIANS(3))) AS centroid"),
     ("COORDSYS(POINT('ICRS', 1, 2))", "'ICRS' AS coordsys"),
     ("CONTAINS(POINT('ICRS', 1, 2), CIRCLE('ICRS', 1, 2, 3)) AS inside",
-     "CAST((spoint(RADIANS(1), RADIANS(2)) @ scircle(spoint(RADIANS(1), RADIANS(2)), RADIANS(3))) AS INTEGER) AS inside"),
+     "CAST((spoint(RADIANS(1), RADIANS(2)) @ scircle(spoint(RADIANS(1), RADIANS(2)), RADIANS(3))) AS INTEGER) "
+     "AS inside"),
     ("BOX('ICRS', 10, 20, 2, 4)", "sbox(spoint(RADIANS((10) - (2) / 2.0), RADIANS((20) - (4) / 2.0)), "
                                   "spoint(RADIANS((10) + (2) / 2.0), RADIANS((20) + (4) / 2.0))) AS box"),
-    ("POLYGON('ICRS', 10, 20, 11.5, -20, +12, 1e-3)", "spoly '{(10.0d, 20.0d), (11.5d, -20.0d), (12.0d, 0.001d)}' AS polygon"),
+    ("POLYGON('ICRS', 10, 20, 11.5, -20, +12, 1e-3)",
+     "spoly '{(10.0d, 20.0d), (11.5d, -20.0d), (12.0d, 0.001d)}' AS polygon"),
     ("CIRCLE(POINT('ICRS', s_ra, s_dec), 1.0e-2)", "scircle(ivoa.obscore.archive_point, RADIANS(1.0e-2)) AS circle"),
     ("LOG(s_ra), LOG10(s_ra), EXP(1)", "ln(ivoa.obscore.s_ra), log(ivoa.obscore.s_ra), exp(1)"),
     ("ROUND(s_ra, 2), ROUND(s_ra), TRUNCATE(s_ra, -1), TRUNCATE(s_ra)",
@@ -139,12 +144,14 @@ def test_adql_functions_become_postgresql_and_pg_sphere_in_degrees(adql, expecte
 
 
 def test_geometric_predicates_compare_with_zero_or_one_only():
-    assert sql("SELECT obs_id FROM ivoa.obscore WHERE CONTAINS(POINT('ICRS', s_ra, s_dec), CIRCLE('ICRS', 10, 20, 0.1)) = 0") == (
+    assert sql("SELECT obs_id FROM ivoa.obscore "
+               "WHERE CONTAINS(POINT('ICRS', s_ra, s_dec), CIRCLE('ICRS', 10, 20, 0.1)) = 0") == (
         f"SELECT ivoa.obscore.obs_id FROM ivoa.obscore WHERE NOT (ivoa.obscore.archive_point @ {SCIRCLE})")
     assert sql("SELECT obs_id FROM ivoa.obscore WHERE 1=INTERSECTS(s_region, CIRCLE('ICRS', 10, 20, 0.1))") == (
         f"SELECT ivoa.obscore.obs_id FROM ivoa.obscore WHERE ivoa.obscore.s_region && {SCIRCLE}")
     # pg_sphere has no spoint && scircle: a point intersects what contains it
-    assert sql("SELECT obs_id FROM ivoa.obscore WHERE 1=INTERSECTS(CIRCLE('ICRS', 10, 20, 0.1), POINT('ICRS', s_ra, s_dec))") == (
+    assert sql("SELECT obs_id FROM ivoa.obscore "
+               "WHERE 1=INTERSECTS(CIRCLE('ICRS', 10, 20, 0.1), POINT('ICRS', s_ra, s_dec))") == (
         f"SELECT ivoa.obscore.obs_id FROM ivoa.obscore WHERE ivoa.obscore.archive_point @ {SCIRCLE}")
     assert "compared with 0 or 1" in refusal("SELECT obs_id FROM ivoa.obscore WHERE 2=CONTAINS(POINT('ICRS', 1, 2), "
                                              "CIRCLE('ICRS', 1, 2, 3))")
@@ -166,18 +173,21 @@ def test_other_frames_are_refused_by_name(frame):
 
 
 def test_union_and_except_keep_each_branch_its_own_and_checked():
-    assert sql("SELECT TOP 1 schema_name FROM TAP_SCHEMA.schemas UNION ALL SELECT table_name FROM TAP_SCHEMA.tables") == (
+    assert sql("SELECT TOP 1 schema_name FROM TAP_SCHEMA.schemas "
+               "UNION ALL SELECT table_name FROM TAP_SCHEMA.tables") == (
         "(SELECT tap_schema.schemas.schema_name FROM tap_schema.schemas LIMIT 1) UNION ALL "
         "(SELECT tap_schema.tables.table_name FROM tap_schema.tables)")
     assert sql("SELECT s_ra FROM ivoa.obscore EXCEPT SELECT ra FROM archive.files").startswith("(SELECT")
-    assert "table pg_class is not published" in refusal("SELECT s_ra FROM ivoa.obscore UNION SELECT relname FROM pg_class")
+    assert "table pg_class is not published" in refusal(
+        "SELECT s_ra FROM ivoa.obscore UNION SELECT relname FROM pg_class")
     assert "'INTERSECT'" in refusal("SELECT s_ra FROM ivoa.obscore INTERSECT SELECT ra FROM archive.files")
 
 
 def test_natural_join_matches_published_columns_only():
     # PostgreSQL's NATURAL would match the hidden point of both views as well
     assert sql("SELECT TOP 1 o.obs_id FROM ivoa.obscore o NATURAL JOIN archive.files f") == (
-        "SELECT o.obs_id FROM ivoa.obscore AS o JOIN archive_tap.files AS f USING (obs_publisher_did, access_url) LIMIT 1")
+        "SELECT o.obs_id FROM ivoa.obscore AS o JOIN archive_tap.files AS f "
+        "USING (obs_publisher_did, access_url) LIMIT 1")
     assert "ON TRUE" in sql("SELECT o.obs_id FROM ivoa.obscore AS o NATURAL JOIN TAP_SCHEMA.schemas")
     assert "column s_ra in USING is not published on both sides" in refusal(
         "SELECT o.obs_id FROM ivoa.obscore o JOIN archive.files f USING (s_ra)")
@@ -187,7 +197,8 @@ def test_natural_join_matches_published_columns_only():
 def test_subqueries_over_published_tables_are_allowed_and_may_correlate():
     assert sql("SELECT obs_id FROM ivoa.obscore o WHERE EXISTS (SELECT 1 FROM archive.files f WHERE f.path = o.obs_id) "
                "AND s_ra IN (SELECT ra FROM archive.files)") == (
-        "SELECT o.obs_id FROM ivoa.obscore AS o WHERE EXISTS (SELECT 1 FROM archive_tap.files AS f WHERE f.path = o.obs_id) "
+        "SELECT o.obs_id FROM ivoa.obscore AS o "
+        "WHERE EXISTS (SELECT 1 FROM archive_tap.files AS f WHERE f.path = o.obs_id) "
         "AND o.s_ra IN (SELECT archive_tap.files.ra FROM archive_tap.files)")
 
 
@@ -263,7 +274,8 @@ def test_qualifiers_must_name_a_table_in_from():
 
 
 @pytest.mark.parametrize("function", [
-    "pg_sleep(10)", "set_config('a', 'b', false)", "current_setting('archive.principals')", "pg_read_file('/etc/passwd')",
+    "pg_sleep(10)", "set_config('a', 'b', false)", "current_setting('archive.principals')",
+    "pg_read_file('/etc/passwd')",
     "pg_terminate_backend(1)", "pg_advisory_lock(1)", "lo_import('/etc/passwd')", "dblink('x', 'y')", "version()",
     "query_to_xml('select 1', true, true, '')", "txid_current()", "now()", "random()", "archive_principals()",
     "spoint(1, 2)",
@@ -304,7 +316,8 @@ def test_a_query_with_a_trailing_semicolon_or_comment_is_one_statement():
 ])
 def test_geometry_arguments_are_numbers_published_columns_or_arithmetic(argument, why):
     assert why in refusal(
-        f"SELECT obs_id FROM ivoa.obscore WHERE 1=CONTAINS(POINT('ICRS', s_ra, s_dec), CIRCLE('ICRS', {argument}, 20, 1))")
+        "SELECT obs_id FROM ivoa.obscore "
+        f"WHERE 1=CONTAINS(POINT('ICRS', s_ra, s_dec), CIRCLE('ICRS', {argument}, 20, 1))")
     assert "SELECT" in sql("SELECT obs_id FROM ivoa.obscore WHERE "
                            "1=CONTAINS(POINT('ICRS', s_ra, s_dec), CIRCLE('ICRS', -(s_ra + 1.5) * 2, +20 / 3, 1e-3))")
     assert "POLYGON takes numbers only" in refusal("SELECT POLYGON('ICRS', s_ra, 1, 2, 3, 4, 5) FROM ivoa.obscore")
@@ -350,7 +363,8 @@ def test_a_long_or_chain_translates_in_well_under_a_second():
     "SELECT obs_id FROM ivoa.obscore WHERE " + "(" * 5000 + "s_ra = 1" + ")" * 5000,
     "SELECT " + "(" * 5000 + "s_ra" + ")" * 5000 + " FROM ivoa.obscore",
     "SELECT " + "~" * 5000 + "1 FROM ivoa.obscore",
-    "SELECT obs_id FROM ivoa.obscore WHERE s_ra IN " + "(SELECT s_ra FROM ivoa.obscore WHERE s_ra IN " * 40 + "(1" + ")" * 41,
+    "SELECT obs_id FROM ivoa.obscore WHERE s_ra IN "
+    + "(SELECT s_ra FROM ivoa.obscore WHERE s_ra IN " * 40 + "(1" + ")" * 41,
 ])
 def test_deep_nesting_is_refused_quickly_naming_the_limit(adql):
     seconds, outcome = timed(adql)
@@ -370,7 +384,8 @@ def test_a_query_longer_than_the_limit_is_refused_naming_it():
 
 @pytest.mark.parametrize("adql, why", [
     ("", "empty"), ("  \n\t ", "empty"), ("-- only a comment", "empty"), ("SELECT", "ends too early"),
-    (bytes(range(1, 256)).decode("latin-1"), "syntax error"), ("SELECT '\ud800' FROM ivoa.obscore", "not valid Unicode"),
+    (bytes(range(1, 256)).decode("latin-1"), "syntax error"),
+    ("SELECT '\ud800' FROM ivoa.obscore", "not valid Unicode"),
     ("SELECT obs_id FROM ivoa.obscore WHERE target_name = 'a\x00b'", "NUL"), ("x" * 1_000_000, "longer than"),
     ("SELECT ä FROM ivoa.obscore", "line 1, column 8, near 'ä'"), ("SELECT obs_id FROM", "ends too early"),
     ("SELECT obs_id FROM ivoa.obscore WHERE", "ends too early"), ("SELECT (obs_id FROM ivoa.obscore", "syntax error"),
@@ -392,7 +407,8 @@ def test_a_fault_inside_becomes_a_refusal_without_a_traceback(monkeypatch, fault
     monkeypatch.setattr(adql._Writer, "emit", broken)
     with pytest.raises(AdqlError) as refused:
         translate("SELECT obs_id FROM ivoa.obscore", PUBLISHED)
-    assert str(refused.value).startswith("could not translate this query: ") and "internal detail" not in str(refused.value)
+    message = str(refused.value)
+    assert message.startswith("could not translate this query: ") and "internal detail" not in message
     assert refused.value.__suppress_context__  # a log of it shows no traceback of the fault
 
 
@@ -402,7 +418,8 @@ VALID = [
     "SELECT COUNT(*), instrument_name FROM ivoa.obscore GROUP BY instrument_name HAVING COUNT(*) > 1 ORDER BY 1",
     "SELECT f.path, DISTANCE(POINT('ICRS', f.ra, f.dec), POINT('ICRS', 1, 2)) AS d FROM archive.files AS f "
     "WHERE f.\"size\" BETWEEN 1 AND 10 AND f.object LIKE 'M%'",
-    "SELECT * FROM (SELECT schema_name AS x FROM TAP_SCHEMA.schemas) AS w WHERE w.x IN (SELECT schema_name FROM TAP_SCHEMA.tables)",
+    "SELECT * FROM (SELECT schema_name AS x FROM TAP_SCHEMA.schemas) AS w "
+    "WHERE w.x IN (SELECT schema_name FROM TAP_SCHEMA.tables)",
     "SELECT table_name FROM TAP_SCHEMA.tables UNION SELECT column_name FROM TAP_SCHEMA.columns WHERE \"size\" IS NULL",
     "SELECT o.obs_id FROM ivoa.obscore o JOIN archive.files f ON o.obs_publisher_did = f.obs_publisher_did "
     "WHERE 1=INTERSECTS(o.s_region, BOX('ICRS', 1, 2, 3, 4))",
@@ -491,7 +508,8 @@ def test_a_cone_finds_the_file_through_the_index(archive):
     _, plan = _run(archive, cone, explain=True)
     assert "files_pos" in "\n".join(line for line, in plan)
     _, plan = _run(archive, "SELECT f.path FROM archive.files f "
-                            "WHERE DISTANCE(POINT('ICRS', 151.3, -7.7), POINT('ICRS', f.ra, f.dec)) < 0.1", explain=True)
+                            "WHERE DISTANCE(POINT('ICRS', 151.3, -7.7), POINT('ICRS', f.ra, f.dec)) < 0.1",
+                  explain=True)
     assert "files_pos" in "\n".join(line for line, in plan)
 
 
@@ -514,8 +532,9 @@ def test_geometry_comes_back_in_degrees(archive):
                INTERSECTS(CIRCLE('ICRS', 0, 0, 1), POLYGON('ICRS', 0.5, 0, 3, 0, 3, 3))
         FROM TAP_SCHEMA.schemas""")
     row = rows[0]
-    assert row[0] == pytest.approx(math.degrees(math.acos(math.sin(math.radians(20)) ** 2 + math.cos(math.radians(20)) ** 2
-                                                          * math.cos(math.radians(1)))))
+    dec = math.radians(20)  # two points a degree of right ascension apart
+    cosine = math.sin(dec) ** 2 + math.cos(dec) ** 2 * math.cos(math.radians(1))
+    assert row[0] == pytest.approx(math.degrees(math.acos(cosine)))
     assert row[1] == pytest.approx(1)
     assert row[2] == pytest.approx(math.pi, rel=1e-3)  # square degrees
     assert row[3] == pytest.approx(4, rel=1e-3) and row[4] == pytest.approx(0.5, rel=1e-3)
@@ -533,13 +552,15 @@ def test_literals_reach_postgresql_intact(archive):
 @pytest.mark.parametrize("adql", VALID + [
     "SELECT TOP 3 * FROM TAP_SCHEMA.tables",
     'SELECT "size", column_name FROM TAP_SCHEMA.columns WHERE table_name = \'archive.files\' ORDER BY column_index',
-    "SELECT t.table_name, c.column_name FROM TAP_SCHEMA.tables t JOIN TAP_SCHEMA.columns c ON t.table_name = c.table_name "
+    "SELECT t.table_name, c.column_name FROM TAP_SCHEMA.tables t "
+    "JOIN TAP_SCHEMA.columns c ON t.table_name = c.table_name "
     "JOIN TAP_SCHEMA.schemas s USING (schema_name)",
     "SELECT TOP 1 k.key_id FROM TAP_SCHEMA.keys k NATURAL JOIN TAP_SCHEMA.key_columns",
     "SELECT TOP 1 o.obs_id FROM ivoa.obscore o NATURAL LEFT OUTER JOIN archive.files f",
     "SELECT obs_id FROM ivoa.obscore WHERE 1=INTERSECTS(s_region, CIRCLE('ICRS', 151.3, -7.7, 1)) "
     "AND CONTAINS(POINT('ICRS', s_ra, s_dec), POLYGON('ICRS', 1, 2, 3, 4, 5, -6e-3)) = 0 AND t_min > 50000",
-    "SELECT ROUND(s_ra, 1), TRUNCATE(s_dec, 1), MOD(s_xel1, 3), LOG10(ABS(s_ra) + 1), 0x1F & s_xel1, target_name || '!' "
+    "SELECT ROUND(s_ra, 1), TRUNCATE(s_dec, 1), MOD(s_xel1, 3), LOG10(ABS(s_ra) + 1), 0x1F & s_xel1, "
+    "target_name || '!' "
     "FROM ivoa.obscore WHERE target_name ILIKE 'ngc%' OR s_ra BETWEEN 0 AND 10",
     "SELECT TOP 2 schema_name FROM TAP_SCHEMA.schemas UNION SELECT table_name FROM TAP_SCHEMA.tables ORDER BY 1",
 ])
