@@ -5,6 +5,8 @@ never copied from the query's text. Every table, column and function must be on 
 allow-list, identifiers are quoted anew, literals rebuilt, and any token this module does
 not know stops the translation. queryparser's own translator is not used: it evaluates
 geometry arguments with Python's eval and rejoins tokens by text replacement.
+
+The SQL keeps % as itself (LIKE patterns, modulo): run it without query parameters.
 """
 
 from __future__ import annotations
@@ -87,10 +89,10 @@ class _Refuse(ErrorListener):
         if offendingSymbol is None:  # the lexer: msg is "token recognition error at: '...'"
             near = msg.rpartition(": ")[2]
         elif offendingSymbol.type == antlr4.Token.EOF or offendingSymbol.start >= self.length:
-            raise AdqlError("syntax error: the query ends too early")
+            raise AdqlError("syntax error: the query ends too early") from None
         else:
             near = repr(offendingSymbol.text)
-        raise AdqlError(f"syntax error at line {line}, column {column + 1}, near {near}")
+        raise AdqlError(f"syntax error at line {line}, column {column + 1}, near {near}") from None
 
 
 def _parse(adql: str):
@@ -211,8 +213,8 @@ def _string(token_text: str) -> str:
 
 # Tokens that reach SQL as they are (keywords in capitals); any other stops the translation.
 _TOKENS = {getattr(L, name): name for name in (
-    "SELECT DISTINCT ALL FROM WHERE GROUP BY HAVING ORDER ASC DESC OFFSET AND OR NOT IS NULL IN "
-    "EXISTS BETWEEN LIKE ILIKE TRUE FALSE JOIN INNER LEFT RIGHT FULL OUTER NATURAL ON USING AS "
+    "DISTINCT ALL FROM WHERE GROUP BY HAVING ORDER ASC DESC AND OR NOT IS NULL IN EXISTS BETWEEN "
+    "LIKE ILIKE TRUE FALSE JOIN INNER LEFT RIGHT FULL OUTER ON "
     "COUNT AVG MIN MAX SUM LOWER ACOS ASIN ATAN ATAN2 COS COT SIN TAN").split()}
 _TOKENS.update({L.LPAREN: "(", L.RPAREN: ")", L.COMMA: ",", L.ASTERISK: "*", L.PLUS: "+", L.MINUS: "-",
                 L.SOLIDUS: "/", L.MOD_SYM: "%", L.CONCAT: "||", L.EQ: "=", L.NOT_EQ: "<>", L.LTH: "<",
@@ -444,8 +446,6 @@ class _Writer:
 
     @_handles(P.Table_referenceContext, P.Joined_tableContext)
     def table_reference(self, node) -> str:
-        if not self.scopes:
-            raise AdqlError("the query must be a SELECT")
         first = node.children[0]
         if isinstance(first, P.Table_nameContext):
             return self.published_table(first, node.correlation_specification())
