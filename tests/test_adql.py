@@ -41,13 +41,14 @@ def refusal(adql: str) -> str:
 
 
 def timed(adql: str) -> tuple[float, str]:
-    """Seconds taken, and the SQL or the refusal."""
-    start = time.monotonic()
+    """CPU seconds taken, and the SQL or the refusal: the work a query costs the server,
+    whatever else the machine is doing meanwhile."""
+    start = time.thread_time()
     try:
         outcome = translate(adql, PUBLISHED)
     except AdqlError as error:
         outcome = f"refused: {error}"
-    return time.monotonic() - start, outcome
+    return time.thread_time() - start, outcome
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -456,7 +457,7 @@ def _mutant(rng: random.Random) -> str:
 
 def test_mutated_and_random_queries_translate_or_are_refused_quickly():
     rng = random.Random(20261129)
-    start = time.monotonic()
+    start = time.thread_time()
     translated = 0
     for _ in range(200):
         adql = _mutant(rng)
@@ -464,7 +465,7 @@ def test_mutated_and_random_queries_translate_or_are_refused_quickly():
         assert seconds < 1, adql
         assert "could not translate" not in outcome, (adql, outcome)
         translated += not outcome.startswith("refused: ")
-    assert translated > 0 and time.monotonic() - start < 30
+    assert translated > 0 and time.thread_time() - start < 30
 
 
 def test_valid_queries_all_translate():
