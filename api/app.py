@@ -24,7 +24,7 @@ from .database import Connection, Request
 from .facets import Facets
 from .files import Download, File, Header
 from .health import Health
-from .ivoa import executor, tap, uws
+from .ivoa import executor, scs, sia, tap, uws, vosi
 from .openapi import OpenApi
 from .preview import Preview
 from .proxy import FrontEnd
@@ -56,6 +56,11 @@ def create_app(config: Config, engine: sa.Engine, *, run_jobs: bool = False) -> 
     app.add_route("/api/v1/whoami", WhoAmI())
     app.add_route("/api/v1/health", Health())
     app.add_route("/api/v1/openapi.json", OpenApi(config.api))
+    # Simple Cone Search and SIAv2 (api/ivoa/)
+    app.add_route("/ivoa/scs", scs.ConeSearch(config))
+    app.add_route(f"{sia.BASE}/query", sia.Sia2Query(config))
+    app.add_route(f"{sia.BASE}/capabilities", vosi.Capabilities(sia.BASE, {sia.QUERY_STANDARD: ("query", "2.0")}))
+    app.add_route(f"{sia.BASE}/availability", vosi.Availability())
     app.add_route("/ivoa/tap/sync", tap.Sync(config))
     app.add_route("/ivoa/tap/capabilities", tap.Capabilities(config))
     app.add_route("/ivoa/tap/availability", tap.Availability())
@@ -88,7 +93,7 @@ def _too_long(req, resp, exc, params):
 
 
 def _from_environment() -> falcon.App:
-    from archive_daemon.cli import database_url
+    from archive_daemon.commands.database import database_url
     config = load_config()
     # A fixed pool per worker process, so that workers x db_pool_size is what the API can
     # ever hold of PostgreSQL's max_connections (docs/api.md); a request finding every

@@ -19,10 +19,6 @@ import socket
 import subprocess
 from pathlib import Path
 
-import psycopg2
-
-from . import db
-
 DATABASE = "archive"
 SUPERUSER = "archive"
 
@@ -193,6 +189,7 @@ class DevDB:
             self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir), "-l", str(self.log_file),
                       "-o", f"-p {state['port']}")
         self._create_database(state)
+        from . import db  # SQLAlchemy and Alembic only here: `devdb status` and `url` start without them
         engine = db.create_engine(self.url())
         try:
             db.upgrade(engine)
@@ -201,6 +198,7 @@ class DevDB:
         return self.url()
 
     def _create_database(self, state: dict) -> None:
+        import psycopg2
         connection = psycopg2.connect(host="127.0.0.1", port=state["port"], user=SUPERUSER,
                                       password=state["password"], dbname="postgres")
         try:

@@ -19,7 +19,7 @@ import signal
 
 import psycopg2
 
-from . import db
+from . import db, ivoaterms
 from .access_follow import AccessFollower
 from .config import Config, ConfigError, load_config
 from .feeder import Feeder
@@ -142,6 +142,7 @@ class Service:
         log.info("leading: watching %d roots", len(self.config.roots))
         self.feeder.use_rules(self.access.rules_now(self.link.connection))
         self.access.decide_all(self.link.connection)  # settings changed while no daemon led
+        ivoaterms.write(self.link.connection, self.config.ivoa)
         self.active = True
         self.watches.start(self.config)
         self.watches.reconcile_all()
@@ -182,6 +183,7 @@ class Service:
             try:
                 self.feeder.use_rules(self.access.rules_now(self.link.connection))
                 self.access.decide_all(self.link.connection)
+                ivoaterms.write(self.link.connection, config.ivoa)
             except psycopg2.Error as exc:
                 self._lost_database(exc)
         if self.active:

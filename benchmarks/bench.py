@@ -26,6 +26,12 @@ def tree_sizes(doc: str, default: int) -> list[int]:
     return parser.parse_args().files or [default]
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The value below which a share q of the values lie (the nearest one measured)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
 @contextlib.contextmanager
 def workspace(what: str):
     """A scratch directory and a PostgreSQL cluster in it with default durability (fsync on,

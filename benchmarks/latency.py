@@ -25,15 +25,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from archive_daemon import db  # noqa: E402
-from bench import fresh_database, workspace  # noqa: E402
+from bench import fresh_database, percentile, workspace  # noqa: E402
 from ingest import templates  # noqa: E402
 
 ARCHIVE = str(Path(sys.executable).with_name("archive-daemon"))
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def measure(mode: str, url: str, work: Path, count: int, settle: float, interval: float) -> list[float]:

@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 pg=$(bash scripts/pg-major)
 packages=("postgresql-$pg" "postgresql-$pg-pgsphere" libpq-dev libsystemd-dev pkg-config gcc python3-dev python3-venv)
-# `--test`: what the test suite needs besides (a real Apache in front of the API).
-[ "${1:-}" = "--test" ] && packages+=(apache2 chromium chromium-driver)
+# `--test`: what the test suite needs besides: a real Apache in front of the API, a browser,
+# and STILTS (with its Java) to validate the IVOA services.
+[ "${1:-}" = "--test" ] && packages+=(apache2 chromium chromium-driver stilts)
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 missing=()

@@ -75,7 +75,7 @@ def test_cones_and_time_ranges_use_indexes(archive):
 def test_tap_schema_describes_every_published_column(archive):
     described = {}
     for table, column in _query(archive, [], "SELECT table_name, column_name FROM tap_schema.columns"):
-        described.setdefault(table, []).append(column)
+        described.setdefault(table, []).append(column.strip('"'))  # "size": ADQL reserves the word
     assert len(described["ivoa.obscore"]) == 30
     for table, relation in (("ivoa.obscore", "ivoa.obscore"), ("archive.files", "archive_tap.files"),
                             ("TAP_SCHEMA.columns", "tap_schema.columns")):

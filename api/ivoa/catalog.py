@@ -12,10 +12,8 @@ import threading
 from dataclasses import dataclass
 from typing import Mapping
 
+from .adql import SQL_SCHEMAS
 from .session import published
-
-# pg_sphere types a query may return, by the DALI xtype their values become.
-GEOMETRY_TYPES = {"spoint": "point", "scircle": "circle", "spoly": "polygon"}
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ class Schema:
 class Catalog:
     schemas: tuple[Schema, ...]
     origins: Mapping[tuple[int, int], Column]  # (relation OID, attribute number) -> published column
-    geometry: Mapping[int, str]                # type OID of a pg_sphere type -> DALI xtype
+    sphere_types: Mapping[int, str]            # type OID -> name, of pg_sphere's types
 
     def tables(self) -> list[Table]:
         return [table for schema in self.schemas for table in schema.tables]
@@ -75,15 +73,19 @@ class Catalog:
 
     def columns_by_table(self) -> dict[str, tuple[str, ...]]:
         """{lower-case table name: its lower-case column names}: what ADQL may name."""
-        return {t.name.lower(): tuple(c.name.lower() for c in t.columns) for t in self.tables()}
+        return {t.name.lower(): tuple(unquoted(c.name).lower() for c in t.columns) for t in self.tables()}
+
+
+def unquoted(name: str) -> str:
+    """A column name as the database knows it: TAP_SCHEMA writes names that are ADQL
+    reserved words delimited, as ADQL must spell them ("size")."""
+    return name[1:-1].replace('""', '"') if name.startswith('"') and name.endswith('"') else name
 
 
 def relation(table_name: str) -> str:
-    """The PostgreSQL relation behind a published table: ADQL's `archive` schema is
-    `archive_tap` (a schema named like the database role would shadow the archive's own
-    tables), TAP_SCHEMA is `tap_schema`."""
+    """The PostgreSQL relation behind a published table, as the ADQL translator names it."""
     schema, _, name = table_name.lower().partition(".")
-    return f"{'archive_tap' if schema == 'archive' else schema}.{name}"
+    return f"{SQL_SCHEMAS.get(schema, schema)}.{name}"
 
 
 _cache: dict[tuple, Catalog] = {}
@@ -118,7 +120,8 @@ def _read(connection) -> Catalog:
         pairs: dict[str, list[tuple[str, str]]] = {}
         for key_id, source, target in cursor.fetchall():
             pairs.setdefault(key_id, []).append((source, target))
-        cursor.execute("SELECT key_id, from_table, target_table, description, utype FROM tap_schema.keys ORDER BY key_id")
+        cursor.execute("SELECT key_id, from_table, target_table, description, utype FROM tap_schema.keys "
+                       "ORDER BY key_id")
         keys: dict[str, list[ForeignKey]] = {}
         for key_id, source, target, description, utype in cursor.fetchall():
             keys.setdefault(source, []).append(ForeignKey(key_id, target, tuple(pairs.get(key_id, ())),
@@ -129,15 +132,18 @@ def _read(connection) -> Catalog:
                           JOIN pg_attribute a ON a.attrelid = to_regclass(published.relation)
                           WHERE a.attnum > 0 AND NOT a.attisdropped""",
                        (names, [relation(name) for name in names]))
-        by_name = {(table, c.name): c for table, described in columns.items() for c in described}
+        by_name = {(table, unquoted(c.name)): c for table, described in columns.items() for c in described}
         origins = {(oid, number): by_name[table, column] for table, oid, number, column in cursor.fetchall()
                    if (table, column) in by_name}
-        cursor.execute("SELECT typname, oid FROM pg_type WHERE typname = ANY(%s)", (list(GEOMETRY_TYPES),))
-        geometry = {oid: GEOMETRY_TYPES[name] for name, oid in cursor.fetchall()}
+        cursor.execute("""SELECT t.oid, t.typname FROM pg_type t
+                          JOIN pg_depend d ON d.classid = 'pg_type'::regclass AND d.objid = t.oid
+                          JOIN pg_extension e ON d.refclassid = 'pg_extension'::regclass AND d.refobjid = e.oid
+                          WHERE e.extname = 'pg_sphere'""")
+        sphere_types = dict(cursor.fetchall())
 
     def table(schema, name, table_type, utype, description):
         return Table(name, table_type, utype, description, tuple(columns.get(name, ())), tuple(keys.get(name, ())))
     return Catalog(
         schemas=tuple(Schema(name, utype, description, tuple(table(*t) for t in tables if t[0] == name))
                       for name, utype, description in schemas),
-        origins=origins, geometry=geometry)
+        origins=origins, sphere_types=sphere_types)

@@ -50,7 +50,26 @@ def _degrees(text: str) -> tuple[float, ...]:
     """pg_sphere's text of a point, circle or polygon (radians, its default output, the
     only one that needs no session setting) as DALI's list of degrees: every number of
     each is an angle, in DALI's order (long, lat pairs; a circle's radius last)."""
-    return tuple(math.degrees(float(n)) for n in _NUMBER.findall(text))
+    # pg_sphere writes 15 significant digits; a 15th digit of the degrees would be noise.
+    return tuple(float(f"{math.degrees(float(n)):.14g}") for n in _NUMBER.findall(text))
+
+
+def _box(text: str) -> tuple[float, ...]:
+    """pg_sphere's box (two corners) as a DALI polygon of four."""
+    west, south, east, north = _degrees(text)
+    return (west, south, east, south, east, north, west, north)
+
+
+# pg_sphere type -> (DALI xtype, arraysize, conversion of its text to DALI's list of degrees)
+_SHAPES = {"spoint": ("point", "2", _degrees), "scircle": ("circle", "3", _degrees),
+           "spoly": ("polygon", "*", _degrees), "sbox": ("polygon", "8", _box)}
+_STC_S = {"point": "Position", "circle": "Circle", "polygon": "Polygon"}
+
+
+def _region(shape: str, degrees):
+    """The conversion to the STC-S strings of a column declared as ADQL's REGION (char),
+    as ObsCore's s_region is."""
+    return lambda text: f"{_STC_S[shape]} ICRS " + " ".join(repr(v) for v in degrees(text))
 
 
 def _timestamp(value: dt.datetime | dt.date) -> str:
@@ -70,22 +89,25 @@ _TYPES = {
     1184: ("char", "*", "timestamp", _timestamp), 1114: ("char", "*", "timestamp", _timestamp),
     1082: ("char", "*", "timestamp", _timestamp),
 }
-_ARRAYSIZES = {"point": "2", "circle": "3", "polygon": "*"}
 
 
 def _column(description, known: catalog.Catalog) -> tuple[Field, object]:
     """The FIELD of a result column and the conversion of its values (None: as they come)."""
-    xtype = known.geometry.get(description.type_code)
-    if xtype:
-        datatype, arraysize, convert = "double", _ARRAYSIZES[xtype], _degrees
+    shape = _SHAPES.get(known.sphere_types.get(description.type_code))
+    if shape:
+        xtype, arraysize, convert = shape
+        datatype = "double"
     else:
         # Types without a VOTable counterpart (arrays, intervals, ...) travel as their text.
         datatype, arraysize, xtype, convert = _TYPES.get(description.type_code, ("char", "*", None, str))
     origin = known.origins.get((description.table_oid, description.table_column))
-    if origin is not None:  # a published column, perhaps renamed: its description holds
-        return Field(description.name, origin.datatype, origin.arraysize, origin.xtype, origin.unit,
-                     origin.ucd, origin.utype, origin.description), convert
-    return Field(description.name, datatype, arraysize, xtype), convert
+    if origin is None:
+        return Field(description.name, datatype, arraysize, xtype), convert
+    # A published column, perhaps renamed: its description holds.
+    if shape and origin.datatype == "char":
+        convert = _region(xtype, convert)
+    return Field(description.name, origin.datatype, origin.arraysize, origin.xtype, origin.unit,
+                 origin.ucd, origin.utype, origin.description), convert
 
 
 def _message(exc: psycopg2.Error) -> str:

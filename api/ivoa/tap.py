@@ -26,7 +26,8 @@ log = logging.getLogger("api.ivoa")
 
 LANGUAGES = ("adql", "adql-2.0", "adql-2.1")
 # What ADQL's geometry offers here (TAPRegExt's adqlgeo features); tests run each of them.
-GEOMETRY = ("POINT", "CIRCLE", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "AREA", "COORD1", "COORD2")
+GEOMETRY = ("POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "AREA", "CENTROID",
+            "COORD1", "COORD2", "COORDSYS")
 _MAX_BODY = 1 << 20  # bytes of a POSTed request: far more than any query the translator takes
 _UNAVAILABLE = "the archive's database does not answer; try again shortly"
 
@@ -91,12 +92,15 @@ def _params(req: falcon.Request) -> dict[str, list[str]]:
         if (req.content_length or 0) > _MAX_BODY:
             raise QueryError(f"the request is larger than {_MAX_BODY} bytes")
         media_type = (req.content_type or "").split(";")[0].strip().lower()
-        if media_type == falcon.MEDIA_URLENCODED:
-            for name, value in req.get_media().items():
-                add(name, value)
-        elif media_type == falcon.MEDIA_MULTIPART:
-            for part in req.get_media():
-                add(part.name, part.get_text())
+        try:
+            if media_type == falcon.MEDIA_URLENCODED:
+                for name, value in req.get_media().items():
+                    add(name, value)
+            elif media_type == falcon.MEDIA_MULTIPART:
+                for part in req.get_media():
+                    add(part.name, part.get_text())
+        except falcon.MediaMalformedError:
+            raise QueryError(f"the request's body is not valid {media_type}") from None
     return found
 
 

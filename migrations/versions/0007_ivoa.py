@@ -15,6 +15,7 @@ import json
 
 from alembic import op
 
+from archive_daemon import leakproof
 from archive_daemon.visibility import VISIBLE
 
 revision = "0007"
@@ -25,7 +26,8 @@ depends_on = None
 ADQL_ROLE = "archive_adql"
 
 # (column, SQL over files f / bands b / instruments i, datatype, arraysize, xtype, unit,
-#  ucd, utype, description, principal, indexed, std)
+#  ucd, utype, description, principal, indexed, std). A name that ADQL reserves ("size") is
+# given as TAP clients must write it, quoted.
 OBSCORE = (
     ("dataproduct_type", "coalesce(i.dataproduct_type, 'image')", "char", "*", None, None,
      "meta.code.class", "obscore:ObsDataset.dataProductType", "Data product type: image or spectrum", 1, 0, 1),
@@ -52,7 +54,7 @@ OBSCORE = (
      "Declination of the pointing (ICRS)", 1, 1, 1),
     ("s_fov", "degrees(2 * sqrt(area(f.footprint) / pi()))", "double", None, None, "deg", "phys.angSize;instr.fov",
      "obscore:Char.SpatialAxis.Coverage.Bounds.Extent.diameter", "Diameter of a circle as large as the field", 1, 0, 1),
-    ("s_region", "f.footprint", "double", "*", "polygon", "deg", "pos.outline;obs.field",
+    ("s_region", "f.footprint", "char", "*", "adql:REGION", None, "pos.outline;obs.field",
      "obscore:Char.SpatialAxis.Coverage.Support.Area", "The field's corners, from the header's WCS", 0, 1, 1),
     ("s_resolution", "NULL::double precision", "double", None, None, "arcsec", "pos.angResolution",
      "obscore:Char.SpatialAxis.Resolution.Refval.value", "Spatial resolution (not known)", 0, 0, 1),
@@ -96,7 +98,7 @@ FILES = (
     ("id", "f.id", "long", None, None, None, "meta.id", None, "The file's number in the archive's JSON API", 1, 1, 0),
     ("root", "f.root", "char", "*", None, None, "meta.id", None, "The tree the file lies in", 1, 0, 0),
     ("path", "f.path", "char", "*", None, None, "meta.id;meta.file", None, "Path of the file below its tree", 1, 0, 0),
-    ("size", "f.size", "long", None, None, "byte", "phys.size;meta.file", None, "Size of the file", 0, 0, 0),
+    ('"size"', "f.size", "long", None, None, "byte", "phys.size;meta.file", None, "Size of the file", 0, 0, 0),
     ("mtime", "f.mtime", "char", "*", "timestamp", None, "time.processing", None,
      "When the file was last changed, as loaded (UTC)", 0, 0, 0),
     ("night", "f.night::text", "char", "*", None, None, "time.obs;meta.dataset", None,
@@ -115,7 +117,7 @@ FILES = (
     ("program", "f.program", "char", "*", None, None, "meta.id;obs.proposal", None, "Observing program", 1, 0, 0),
     ("ra", "f.ra", "double", None, None, "deg", "pos.eq.ra;meta.main", None, "Right ascension (ICRS)", 1, 1, 0),
     ("dec", "f.dec", "double", None, None, "deg", "pos.eq.dec;meta.main", None, "Declination (ICRS)", 1, 1, 0),
-    ("footprint", "f.footprint", "double", "*", "polygon", "deg", "pos.outline;obs.field", None,
+    ("footprint", "f.footprint", "char", "*", "adql:REGION", None, "pos.outline;obs.field", None,
      "The field's corners, from the header's WCS", 0, 1, 0),
     ("public_date", "f.public_date", "char", "*", "timestamp", None, "time.release", None,
      "When the file becomes public to everyone (empty: not before staff say so)", 1, 0, 0),
@@ -134,7 +136,7 @@ TAP_SCHEMA = {
                 ("utype", "char", "*", "Utype of the column"), ("ucd", "char", "*", "UCD of the column"),
                 ("unit", "char", "*", "Unit (VOUnit)"), ("description", "char", "*", "What the column holds"),
                 ("datatype", "char", "*", "VOTable datatype"), ("arraysize", "char", "*", "VOTable arraysize"),
-                ("xtype", "char", "*", "VOTable xtype"), ("size", "int", None, "Length of fixed-size arrays (deprecated)"),
+                ("xtype", "char", "*", "VOTable xtype"), ('"size"', "int", None, "Length of fixed-size arrays (deprecated)"),
                 ("principal", "int", None, "1: shown by default"), ("indexed", "int", None, "1: an index helps searches on it"),
                 ("std", "int", None, "1: defined by a standard"), ("column_index", "int", None, "Order in which to show the columns")),
     "keys": (("key_id", "char", "*", "Key name"), ("from_table", "char", "*", "Table holding the foreign key"),
@@ -163,26 +165,6 @@ KEYS = (
     ("keys_target", "TAP_SCHEMA.keys", "TAP_SCHEMA.tables", "The key's target", (("target_table", "table_name"),)),
     ("key_columns_key", "TAP_SCHEMA.key_columns", "TAP_SCHEMA.keys", "The column pair's key", (("key_id", "key_id"),)),
 )
-
-# A security-barrier view keeps a condition away from an index unless its functions are
-# leakproof, and only a superuser may say so. Where the migration runs as one it marks
-# pg_sphere's comparison operators (boolean tests of points, circles and polygons, which
-# neither fail nor tell more than their answer) and archive_mjd; elsewhere the operator runs
-# the same statement once as a superuser (docs/ivoa.md). Searches are right either way;
-# without it cones on the views scan the table.
-LEAKPROOF = """
-    DO $$ DECLARE fn regprocedure; BEGIN
-        IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-            FOR fn IN SELECT DISTINCT o.oprcode::regprocedure FROM pg_operator o
-                    WHERE o.oprresult = 'boolean'::regtype
-                      AND (o.oprleft IN ('spoint'::regtype, 'scircle'::regtype, 'spoly'::regtype)
-                           OR o.oprright IN ('spoint'::regtype, 'scircle'::regtype, 'spoly'::regtype)) LOOP
-                EXECUTE format('ALTER FUNCTION %s LEAKPROOF', fn);
-            END LOOP;
-        END IF;
-    END $$
-"""
-
 
 def _view(name: str, columns, joins: str) -> str:
     selected = ",\n    ".join(f"{sql} AS {column}" for column, sql, *_ in columns)
@@ -264,9 +246,9 @@ def upgrade() -> None:
     op.execute(_view("ivoa.obscore", OBSCORE, joins))
     op.execute(_view("archive_tap.files", FILES, ""))
     for table, columns in TAP_SCHEMA.items():
-        declared = ", ".join(f'"{name}" {"integer" if datatype == "int" else "text"}'
-                             for name, datatype, _, _ in columns)
-        op.execute(f"CREATE TABLE tap_schema.{table} ({declared})")
+        declared = ['"%s" %s' % (name.strip('"'), "integer" if datatype == "int" else "text")
+                    for name, datatype, _, _ in columns]
+        op.execute(f"CREATE TABLE tap_schema.{table} ({', '.join(declared)})")
     _fill_tap_schema()
 
     op.execute(f"""
@@ -282,7 +264,7 @@ def upgrade() -> None:
     for schema in ("ivoa", "archive_tap", "tap_schema"):
         op.execute(f"GRANT USAGE ON SCHEMA {schema} TO {ADQL_ROLE}")
         op.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {ADQL_ROLE}")
-    op.execute(LEAKPROOF)
+    op.execute(leakproof.SQL)  # when the migration runs as a superuser (see the module)
     # Files archived before this revision: NAXISn from the stored header (the data's: the
     # extension's when the primary holds none), card by card.
     op.execute(r"""

@@ -1,0 +1,46 @@
+"""Light commands start without the libraries that only the heavy ones need."""
+
+import subprocess
+import sys
+
+import pytest
+
+from test_cli import ARCHIVE
+
+# What reading FITS files, talking to the database and watching directories load: a
+# command that does none of these must not pay for them at start-up.
+HEAVY = {"astropy", "numpy", "PIL", "sqlalchemy", "alembic", "psycopg2", "watchdog", "systemd"}
+
+
+def imported(*args, env=None) -> tuple[int, set[str]]:
+    """Run `archive-daemon ARGS`: its exit status and the top-level packages it imported."""
+    result = subprocess.run([sys.executable, "-X", "importtime", ARCHIVE, *args], capture_output=True,
+                            text=True, env=env, timeout=60)
+    names = {line.rsplit("|", 1)[1].strip().split(".")[0]
+             for line in result.stderr.splitlines() if line.startswith("import time:")}
+    return result.returncode, names
+
+
+@pytest.mark.parametrize("args, status", [
+    (["--help"], 0),
+    (["users", "list", "--help"], 0),
+    (["tokens", "--help"], 0),
+    (["frobnicate"], 2),
+    (["devdb", "status"], 3),
+    (["devdb", "url"], 2),
+])
+def test_light_commands_import_nothing_heavy(tmp_path, monkeypatch, args, status):
+    monkeypatch.setenv("ARCHIVE_VAR_DIR", str(tmp_path / "var"))  # an embedded database never started
+    monkeypatch.delenv("ARCHIVE_CONFIG", raising=False)
+    code, names = imported(*args)
+    assert code == status
+    assert "archive_daemon" in names  # the listing is of the command's own imports
+    assert names.isdisjoint(HEAVY), sorted(names & HEAVY)
+
+
+def test_a_bad_configuration_is_told_without_loading_the_database_layer(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("roots: [\n")
+    code, names = imported("--config", str(config), "devdb", "status")
+    assert code == 2
+    assert names.isdisjoint(HEAVY), sorted(names & HEAVY)
