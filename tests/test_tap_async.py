@@ -196,7 +196,8 @@ def test_wait_blocks_until_the_phase_changes_and_no_longer_than_asked(archive):
 # -- whose jobs -------------------------------------------------------------------------------
 
 def test_a_job_is_its_owners_alone(archive):
-    alice, bob, anonymous = _session(archive, "alice"), _session(archive, "bob", close=True), _session(archive, close=True)
+    alice = _session(archive, "alice")
+    bob, anonymous = _session(archive, "bob", close=True), _session(archive, close=True)
     url = _create(archive, alice, PUBLIC)
     for stranger in (bob, anonymous):
         for part in ("", "/phase", "/parameters", "/results", "/error", "/owner", "/quote"):

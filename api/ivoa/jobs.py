@@ -188,8 +188,8 @@ class Jobs:
         """The caller's job, None for any other; ended first if its executor is gone."""
         if not _ID.fullmatch(job_id):
             return None
-        job = self._select(connection, f"id = %(id)s AND {caller.condition}", {"id": job_id, **caller.values})
-        job = job[0] if job else None
+        found = self._select(connection, f"id = %(id)s AND {caller.condition}", {"id": job_id, **caller.values})
+        job = found[0] if found else None
         if job is not None and job.due:
             self.destroy(connection, job.id)
             return None
@@ -223,7 +223,8 @@ class Jobs:
             cursor.execute(f"""
                 UPDATE tap_jobs SET parameters = parameters || %s, run_id = coalesce(%s, run_id),
                        execution_duration = coalesce(%s, execution_duration),
-                       destruction = least(coalesce(%s::timestamptz, destruction), created_at + %s * interval '1 second')
+                       destruction = least(coalesce(%s::timestamptz, destruction),
+                                           created_at + %s * interval '1 second')
                 WHERE id = %s {"AND phase = 'PENDING'" if pending_only else ""}""",
                            (Json(parameters), run_id, None if duration is None else self.duration(duration),
                             destruction, self.settings.async_destruction, job.id))

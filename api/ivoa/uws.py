@@ -15,6 +15,7 @@ import math
 import os
 import time
 import xml.etree.ElementTree as ET
+from typing import Callable
 
 import falcon
 
@@ -52,8 +53,8 @@ def add_routes(app: falcon.App, config: Config, service: Service, streams: Strea
                   SettablePart(service, "executionduration", lambda job: str(job.duration)))
     app.add_route(JOBS + "/{job_id}/destruction",
                   SettablePart(service, "destruction", lambda job: _instant(job.destruction)))
-    app.add_route(JOBS + "/{job_id}/quote", Part(service, "quote", lambda job: ""))  # not known: UWS's empty quote
-    app.add_route(JOBS + "/{job_id}/owner", Part(service, "owner", lambda job: job.owner or ""))
+    app.add_route(JOBS + "/{job_id}/quote", Part(service, lambda job: ""))  # not known: UWS's empty quote
+    app.add_route(JOBS + "/{job_id}/owner", Part(service, lambda job: job.owner or ""))
     app.add_route(JOBS + "/{job_id}/parameters", Parameters(service))
     app.add_route(JOBS + "/{job_id}/results", Results(service))
     app.add_route(JOBS + "/{job_id}/results/result", ResultFile(service, config, streams))
@@ -89,6 +90,22 @@ def _form(req: falcon.Request, allowed: tuple[str, ...]) -> dict[str, str]:
                 raise refusal(falcon.HTTP_400, f"{name.upper()}: contains a control character")
             form[name] = values[0]
     return form
+
+
+def _query_parameters(form: dict[str, str]) -> dict[str, str]:
+    return {name: value for name, value in form.items() if name in QUERY_PARAMETERS}
+
+
+def _uws_settings(form: dict[str, str]) -> dict:
+    """runId, execution duration and destruction time as given (None: not given)."""
+    duration, destruction = form.get("executionduration"), form.get("destruction")
+    return {"run_id": form.get("runid"),
+            "duration": None if duration is None else _seconds("EXECUTIONDURATION", duration),
+            "destruction": None if destruction is None else _moment("DESTRUCTION", destruction)}
+
+
+def _too_many(exc: Refused) -> falcon.HTTPStatus:
+    return refusal(falcon.HTTP_429, str(exc), **{"Retry-After": "30"})
 
 
 def _job_url(req: falcon.Request, job_id: str) -> str:
@@ -136,14 +153,9 @@ class _Resource:
         phase = form.get("phase", "").upper()
         if phase not in ("", "RUN", "ABORT"):
             raise refusal(falcon.HTTP_400, f"PHASE: {form['phase'][:40]!r} is not RUN or ABORT")
-        parameters = {name: value for name, value in form.items() if name in QUERY_PARAMETERS}
-        duration = form.get("executionduration")
-        destruction = form.get("destruction")
+        parameters = _query_parameters(form)
         changes = parameters or any(name in form for name in ("runid", "executionduration", "destruction"))
-        if changes and not self.store.update(
-                req.context.connection, job, parameters=parameters, run_id=form.get("runid"),
-                duration=None if duration is None else _seconds("EXECUTIONDURATION", duration),
-                destruction=None if destruction is None else _moment("DESTRUCTION", destruction)):
+        if changes and not self.store.update(req.context.connection, job, parameters=parameters, **_uws_settings(form)):
             raise refusal(falcon.HTTP_409, f"the job is {job.phase}: its query and execution duration can change "
                                            "only while it is PENDING")
         try:
@@ -152,7 +164,7 @@ class _Resource:
             elif phase == "ABORT":
                 self.store.abort(req.context.connection, job)
         except Refused as exc:
-            raise refusal(falcon.HTTP_429, str(exc), **{"Retry-After": "30"}) from None
+            raise _too_many(exc) from None
 
 
 # -- resources --------------------------------------------------------------------------------
@@ -187,16 +199,11 @@ class JobList(_Resource):
         phase = form.get("phase", "").upper()
         if phase not in ("", "RUN"):
             raise refusal(falcon.HTTP_400, f"PHASE: {form['phase'][:40]!r}: a new job may only be RUN at once")
-        duration, destruction = form.get("executionduration"), form.get("destruction")
         try:
-            job_id = self.store.create(
-                req.context.connection, _caller(req),
-                {name: value for name, value in form.items() if name in QUERY_PARAMETERS},
-                base_url=req.prefix, run_id=form.get("runid"), run=phase == "RUN",
-                duration=None if duration is None else _seconds("EXECUTIONDURATION", duration),
-                destruction=None if destruction is None else _moment("DESTRUCTION", destruction))
+            job_id = self.store.create(req.context.connection, _caller(req), _query_parameters(form),
+                                       base_url=req.prefix, run=phase == "RUN", **_uws_settings(form))
         except Refused as exc:
-            raise refusal(falcon.HTTP_429, str(exc), **{"Retry-After": "30"}) from None
+            raise _too_many(exc) from None
         _see_other(resp, _job_url(req, job_id))
 
 
@@ -252,9 +259,9 @@ class JobResource(_Resource):
 class Part(_Resource):
     """One part of a job, as text/plain."""
 
-    def __init__(self, service: Service, name: str, text):
+    def __init__(self, service: Service, text: Callable[[Job], str]):
         super().__init__(service)
-        self.name, self.text = name, text
+        self.text = text
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         resp.content_type = falcon.MEDIA_TEXT
@@ -263,6 +270,10 @@ class Part(_Resource):
 
 class SettablePart(Part):
     """A part that POSTing its name changes (303 to the job)."""
+
+    def __init__(self, service: Service, name: str, text: Callable[[Job], str]):
+        super().__init__(service, text)
+        self.name = name
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         form = _form(req, (self.name,))
