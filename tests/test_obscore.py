@@ -94,3 +94,11 @@ def test_a_failing_condition_never_runs_on_rows_the_caller_may_not_see(archive):
         (count,), = _query(archive, [], f"SELECT count(*) FROM {relation} "
                                         f"WHERE 1 / (CASE WHEN {column} = 'SN 2026xyz' THEN 0 ELSE 1 END) = 1")
         assert count == len(_query(archive, [], f"SELECT 1 FROM {relation}"))
+
+
+@pytest.mark.parametrize("call", ["pg_sleep(0)", "set_config('archive.principals', '{P2}', true)",
+                                  "pg_advisory_lock(1)", "pg_try_advisory_xact_lock(1)", "pg_terminate_backend(1)"])
+def test_the_adql_role_cannot_sleep_change_its_principals_lock_or_signal(archive, call):
+    # Defence behind the translator, which refuses these by name already.
+    with pytest.raises(Exception, match="permission denied for function"):
+        _query(archive, [], f"SELECT {call}")

@@ -15,7 +15,7 @@ import json
 
 from alembic import op
 
-from archive_daemon import leakproof
+from archive_daemon import adqlrole
 from archive_daemon.visibility import VISIBLE
 
 revision = "0007"
@@ -214,7 +214,7 @@ def upgrade() -> None:
         LANGUAGE sql IMMUTABLE PARALLEL SAFE
         RETURN extract(epoch FROM t)::double precision / 86400.0 + 40587.0
     """)
-    # Stored columns, so that a time range on the views is a plain comparison (leakproof)
+    # Stored columns, so that a time range on the views is a plain comparison (leakproof, so indexable)
     # against an index; NAXISn of the data, for s_xel1 and s_xel2 (the daemon fills it).
     op.execute("""
         ALTER TABLE files
@@ -264,7 +264,7 @@ def upgrade() -> None:
     for schema in ("ivoa", "archive_tap", "tap_schema"):
         op.execute(f"GRANT USAGE ON SCHEMA {schema} TO {ADQL_ROLE}")
         op.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {ADQL_ROLE}")
-    op.execute(leakproof.SQL)  # when the migration runs as a superuser (see the module)
+    op.execute(adqlrole.SQL)  # when the migration runs as a superuser (see the module)
     # Files archived before this revision: NAXISn from the stored header (the data's: the
     # extension's when the primary holds none), card by card.
     op.execute(r"""
