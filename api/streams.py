@@ -115,14 +115,21 @@ class UnreadBodies:
 
     gunicorn reads whatever is left of a request's body before it reads the connection's
     next request; from a client that sends slowly, or never, that holds a thread however
-    quickly the request was refused. So after refusing a request with a body, we stop
-    reading from its client: the answer still goes out, then the connection closes."""
+    quickly the request was refused. So after refusing a request whose body was not read
+    to its end, we stop reading from its client: the answer still goes out, saying
+    `Connection: close`, then the connection closes. A refused request whose body was read
+    whole keeps its connection, which clients reuse."""
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource, req_succeeded: bool) -> None:
         has_body = req.content_length or req.get_header("Transfer-Encoding")
         sock = req.env.get("gunicorn.socket")
-        if has_body and sock is not None and resp.status_code >= 400:
-            try:
-                sock.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass  # already gone
+        if not has_body or sock is None or resp.status_code < 400:
+            return
+        read = getattr(req, "_bounded_stream", None)  # made when a resource first read the body
+        if read is not None and read.eof:
+            return
+        resp.set_header("Connection", "close")
+        try:
+            sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass  # already gone

@@ -59,19 +59,16 @@ def _tap(archive) -> str:
     return archive["server"].base + "/ivoa/tap"
 
 
-def _session(archive, user: str | None = None, close: bool = False) -> requests.Session:
-    """`close`: a new connection for each request. The API stops reading from a client whose
-    request with a body it refused, so that connection cannot serve the next request."""
+def _session(archive, user: str | None = None) -> requests.Session:
+    """One connection kept for every request, as pyvo's sessions do, refusals included."""
     session = requests.Session()
-    if close:
-        session.headers["Connection"] = "close"
     if user:
         session.headers["Authorization"] = f"Bearer {archive['tokens'][user]}"
     return session
 
 
-def _service(archive, user: str | None = None, close: bool = False) -> pyvo.dal.TAPService:
-    return pyvo.dal.TAPService(_tap(archive), session=_session(archive, user, close))
+def _service(archive, user: str | None = None) -> pyvo.dal.TAPService:
+    return pyvo.dal.TAPService(_tap(archive), session=_session(archive, user))
 
 
 def _row(archive, job_id: str) -> dict:
@@ -197,7 +194,7 @@ def test_wait_blocks_until_the_phase_changes_and_no_longer_than_asked(archive):
 
 def test_a_job_is_its_owners_alone(archive):
     alice = _session(archive, "alice")
-    bob, anonymous = _session(archive, "bob", close=True), _session(archive, close=True)
+    bob, anonymous = _session(archive, "bob"), _session(archive)
     url = _create(archive, alice, PUBLIC)
     for stranger in (bob, anonymous):
         for part in ("", "/phase", "/parameters", "/results", "/error", "/owner", "/quote"):
@@ -226,7 +223,7 @@ def test_anonymous_callers_are_told_apart_by_their_address(archive):
 
 
 def test_one_job_too_many_is_refused_and_stays_pending(archive):
-    session = _session(archive, "bob", close=True)
+    session = _session(archive, "bob")
     running = [_create(archive, session, LONG, PHASE="RUN") for _ in range(2)]
     try:
         refused = session.post(_tap(archive) + "/async", data={"LANG": "ADQL", "QUERY": LONG, "PHASE": "RUN"},
@@ -234,7 +231,7 @@ def test_one_job_too_many_is_refused_and_stays_pending(archive):
         assert refused.status_code == 429 and refused.headers["Retry-After"]
         info = ET.fromstring(refused.content).find("v:RESOURCE/v:INFO[@name='QUERY_STATUS']", UWS)
         assert info.get("value") == "ERROR" and "jobs_per_user" in info.text
-        job = _service(archive, "bob", close=True).submit_job(PUBLIC)
+        job = _service(archive, "bob").submit_job(PUBLIC)
         with pytest.raises(pyvo.dal.DALRateLimitError):
             job.run()
         assert job.phase == "PENDING"

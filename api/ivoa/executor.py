@@ -86,9 +86,9 @@ class Service:
         # timeout); the server checks that their client lives on, so that the query of a
         # worker killed mid-job stops within seconds even when nobody else stops it.
         cargs, cparams = engine.dialect.create_connect_args(engine.url)
-        options = f"{cparams.pop('options', '')} -c client_connection_check_interval={round(HEARTBEAT * 1000)}"
-        self._connect = functools.partial(psycopg2.connect, *cargs, **cparams, options=options.strip(),
-                                          application_name="archive tap jobs")
+        check = f"-c client_connection_check_interval={round(HEARTBEAT * 1000)}"
+        cparams.update(options=f"{cparams.get('options', '')} {check}".strip(), application_name="archive tap jobs")
+        self._connect = functools.partial(psycopg2.connect, *cargs, **cparams)
         self.identity = ExecutorId.this_process()
         self.running: dict[str, object] = {}  # job id -> the connection its query runs on
         self.lock = threading.Lock()
