@@ -309,3 +309,35 @@ def test_vosi_tables_describe_the_published_tables(archive):
 def test_availability_says_the_database_answers(archive):
     response = archive["server"].get("/ivoa/tap/availability")
     assert pyvo.io.vosi.parse_availability(io.BytesIO(response.content)).available is True
+
+
+# The same questions, asked of the JSON API and of TAP: (JSON parameters, ADQL condition on archive.files).
+QUESTIONS = [
+    ({"path": f"{OLD}/cam/"}, f"path LIKE '{OLD}/cam/%'"),
+    ({"ra": "150.02", "dec": "2", "radius": "0.05"},
+     "1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 150.02, 2, 0.05))"),
+    ({"start": "2019-05-03T00:00:00Z", "end": "2019-05-03T04:00:00Z"},
+     "obs_start >= '2019-05-03T00:00:00' AND obs_start < '2019-05-03T04:00:00'"),
+    ({"object": "SN", "object_match": "prefix"}, "object LIKE 'SN%'"),
+]
+
+
+@pytest.mark.parametrize("user", [None, "alice", "bob"])
+@pytest.mark.parametrize("question", range(len(QUESTIONS)))
+def test_tap_and_the_json_api_answer_each_caller_alike(archive, user, question):
+    params, condition = QUESTIONS[question]
+    headers = {"Authorization": f"Bearer {archive['tokens'][user]}"} if user else {}
+    answer = archive["server"].get("/api/v1/files", params={**params, "limit": 50, "fields": "id"}, headers=headers)
+    assert answer.status_code == 200, answer.text
+    by_json = {row["id"] for row in answer.json()["results"]}
+    by_tap = {row["id"] for row in _service(archive, user).run_sync(f"SELECT id FROM archive.files WHERE {condition}",
+                                                                    maxrec=10)}
+    assert by_tap == by_json and (by_json or question == 3 and user != "alice")
+
+
+@pytest.mark.parametrize("user", [None, "alice", "bob"])
+def test_tap_and_the_json_api_count_each_caller_alike(archive, user):
+    headers = {"Authorization": f"Bearer {archive['tokens'][user]}"} if user else {}
+    answer = archive["server"].get("/api/v1/files", params={"count": "true", "limit": 1}, headers=headers)
+    (row,) = _service(archive, user).run_sync("SELECT COUNT(*) AS n FROM archive.files")
+    assert row["n"] == answer.json()["count"]
