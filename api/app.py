@@ -24,7 +24,7 @@ from .database import Connection, Request
 from .facets import Facets
 from .files import Download, File, Header
 from .health import Health
-from .ivoa import executor, scs, sia, tap, uws, vosi
+from .ivoa import routes as ivoa
 from .openapi import OpenApi
 from .preview import Preview
 from .proxy import FrontEnd
@@ -56,20 +56,7 @@ def create_app(config: Config, engine: sa.Engine, *, run_jobs: bool = False) -> 
     app.add_route("/api/v1/whoami", WhoAmI())
     app.add_route("/api/v1/health", Health())
     app.add_route("/api/v1/openapi.json", OpenApi(config.api))
-    # Simple Cone Search and SIAv2 (api/ivoa/)
-    app.add_route("/ivoa/scs", scs.ConeSearch(config))
-    app.add_route(f"{sia.BASE}/query", sia.Sia2Query(config))
-    app.add_route(f"{sia.BASE}/capabilities", vosi.Capabilities(sia.BASE, {sia.QUERY_STANDARD: ("query", "2.0")}))
-    app.add_route(f"{sia.BASE}/availability", vosi.Availability())
-    app.add_route("/ivoa/tap/sync", tap.Sync(config))
-    app.add_route("/ivoa/tap/capabilities", tap.Capabilities(config))
-    app.add_route("/ivoa/tap/availability", tap.Availability())
-    app.add_route("/ivoa/tap/tables", tap.Tables())
-    app.add_route("/ivoa/tap/tables/{table_name}", tap.Tables(), suffix="table")
-    jobs = executor.Service(config, engine)
-    if run_jobs:
-        jobs.start()
-    uws.add_routes(app, config, jobs, streams)
+    ivoa.add_routes(app, config, engine, streams, run_jobs)
     app.add_sink(Page(), prefix=r"/(?!api/)")  # the page; every path under /api/ is the API's
     app.add_error_handler(psycopg2.OperationalError, _database_unavailable)
     app.add_error_handler(sa.exc.OperationalError, _database_unavailable)

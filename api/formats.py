@@ -61,7 +61,7 @@ def _votable(fields: list[str], records: list[dict]) -> bytes:
     from astropy.table import MaskedColumn, Table
     columns = []
     for name in fields:
-        values = [_xml_text(plain(r[name])) for r in records]
+        values = [xml_text(plain(r[name])) for r in records]
         sample = next((v for v in values if v is not None), "")
         fill = "" if isinstance(sample, str) else 0
         columns.append(MaskedColumn([fill if v is None else v for v in values], name=name,
@@ -75,6 +75,6 @@ def _votable(fields: list[str], records: list[dict]) -> bytes:
     return out.getvalue()
 
 
-def _xml_text(value):
+def xml_text(value):
     """A string as a VOTable can carry it: U+FFFD for each character XML forbids."""
     return _NOT_XML.sub("\ufffd", value) if isinstance(value, str) else value

@@ -13,7 +13,7 @@ import falcon
 from archive_daemon.config import IvoaConfig
 
 from . import catalog
-from .query import Result, _column, _converted
+from .query import Result, result
 from .session import published
 
 TABLE = "ivoa.obscore"
@@ -36,12 +36,6 @@ def cursor(req: falcon.Request, ivoa: IvoaConfig) -> Iterator:
 def select(opened, names: list[str], where: str, args: list, maxrec: int) -> Result:
     """The `names` columns of the rows meeting `where`: at most `maxrec` of them, the result
     saying whether there were more; none at all for `maxrec` 0 (the metadata only, no overflow)."""
-    known = catalog.load(opened.connection)
     opened.execute(f"SELECT {', '.join(names)} FROM {TABLE} WHERE {where} LIMIT %s",
                    [*args, maxrec + 1 if maxrec else 0])
-    described = [_column(d, known) for d in opened.description]
-    rows = opened.fetchall()
-    converts = [(i, convert) for i, (_, convert) in enumerate(described) if convert is not None]
-    if converts:
-        rows = [_converted(row, converts) for row in rows]
-    return Result(fields=[field for field, _ in described], rows=rows[:maxrec], overflow=len(rows) > maxrec)
+    return result(opened, catalog.load(opened.connection), maxrec)

@@ -137,14 +137,20 @@ def run_adql(connection, principals: list[str], adql: str, *, maxrec: int, timeo
     with published(connection, principals, base_url=base_url, authority=authority, timeout=timeout) as cursor:
         try:
             cursor.execute(sql)  # no parameters: psycopg2 would take the query's % signs for placeholders
-            columns = [_column(d, known) for d in cursor.description]
-            rows = cursor.fetchall()
+            return result(cursor, known, maxrec)
         except psycopg2.errors.QueryCanceled:
             raise QueryError(f"the query ran longer than its limit of {timeout:g} s") from None
         except psycopg2.OperationalError:
             raise
         except psycopg2.Error as exc:
             raise QueryError(_message(exc)) from None
+
+
+def result(cursor, known: catalog.Catalog, maxrec: int) -> Result:
+    """The rows of an executed statement that fetched up to `maxrec` + 1 of them, as a Result:
+    values in VOTable form, FIELDs described as TAP_SCHEMA says, overflow flagged."""
+    columns = [_column(d, known) for d in cursor.description]
+    rows = cursor.fetchall()
     converts = [(i, convert) for i, (_, convert) in enumerate(columns) if convert is not None]
     if converts:
         rows = [_converted(row, converts) for row in rows]

@@ -80,7 +80,7 @@ def _error(resp: falcon.Response, message: str, status=falcon.HTTP_400) -> None:
     resp.data = votable.error_document(message)
 
 
-def _params(req: falcon.Request) -> dict[str, list[str]]:
+def form_parameters(req: falcon.Request) -> dict[str, list[str]]:
     """Query string and form fields together, by lower-case name (DALI: names ignore case)."""
     found: dict[str, list[str]] = {}
 
@@ -112,7 +112,7 @@ class Sync:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
-            asked = parameters(_params(req), self.settings)
+            asked = parameters(form_parameters(req), self.settings)
             result = run_adql(req.context.connection, req.context.principals, asked.query, maxrec=asked.maxrec,
                               timeout=self.settings.sync_timeout, base_url=req.prefix,
                               authority=self.settings.authority)
@@ -189,22 +189,6 @@ class Capabilities:
                                               ("tables-1.1", "tables")))
         _xml(resp, f'<vosi:capabilities xmlns:vosi="http://www.ivoa.net/xml/VOSICapabilities/v1.0" {_VOSI} '
                    f'xmlns:tr="http://www.ivoa.net/xml/TAPRegExt/v1.0">{tap}{vosi}</vosi:capabilities>\n')
-
-
-class Availability:
-    """/ivoa/tap/availability (VOSI): whether the database answers."""
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        try:
-            with req.context.connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
-            available, note = True, "the service is accepting queries"
-        except (psycopg2.Error, sa.exc.SQLAlchemyError) as exc:
-            log.warning("tap availability: database unavailable: %s", db.first_line(exc))
-            available, note = False, _UNAVAILABLE
-        _xml(resp, '<vosi:availability xmlns:vosi="http://www.ivoa.net/xml/VOSIAvailability/v1.0">'
-                   f'<vosi:available>{"true" if available else "false"}</vosi:available>'
-                   f'{_element("vosi:note", note)}</vosi:availability>\n')
 
 
 def _column(column: catalog.Column) -> str:

@@ -77,7 +77,7 @@ def _form(req: falcon.Request, allowed: tuple[str, ...]) -> dict[str, str]:
     """The request's parameters among `allowed` (names in any letter case; DALI and UWS
     say so), each given once; others are ignored, as DALI asks of services."""
     try:
-        given = tap._params(req)
+        given = tap.form_parameters(req)
     except QueryError as exc:
         raise refusal(falcon.HTTP_400, str(exc)) from None
     form = {}
@@ -173,7 +173,7 @@ class JobList(_Resource):
     """GET: the caller's jobs (PHASE, AFTER, LAST filters); POST: a new job, 303 to it."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        phases = [p.upper() for p in tap._params(req).get("phase", [])]
+        phases = [p.upper() for p in tap.form_parameters(req).get("phase", [])]
         unknown = [p for p in phases if p not in PHASES + ("HELD", "SUSPENDED", "UNKNOWN", "ARCHIVED")]
         if unknown:
             raise refusal(falcon.HTTP_400, f"PHASE: {unknown[0][:40]!r} is not a UWS phase")

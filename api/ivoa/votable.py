@@ -13,7 +13,7 @@ import io
 import math
 import re
 
-from ..formats import _xml_text as xml_text
+from ..formats import xml_text
 from .query import Field, QueryError, Result
 
 VOTABLE = "application/x-votable+xml"
