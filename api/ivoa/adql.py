@@ -1,6 +1,6 @@
 """ADQL to PostgreSQL with pg_sphere: the gate between strangers' queries and the database.
 
-queryparser's ADQL grammar parses the query; the SQL is then written here, node by node,
+adqlparse.py parses the query within its limits; the SQL is then written here, node by node,
 never copied from the query's text. Every table, column and function must be on an
 allow-list, identifiers are quoted anew, literals rebuilt, and any token this module does
 not know stops the translation. queryparser's own translator is not used: it evaluates
@@ -12,23 +12,17 @@ The SQL keeps % as itself (LIKE patterns, modulo): run it without query paramete
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-import antlr4
-from antlr4.atn.PredictionMode import PredictionMode
-from antlr4.error.ErrorListener import ErrorListener
-from antlr4.ListTokenSource import ListTokenSource
-from antlr4.Token import CommonToken
 from antlr4.tree.Tree import TerminalNode
-from queryparser.adql import adqltranslator
 from queryparser.adql.ADQLLexer import ADQLLexer as L
 from queryparser.adql.ADQLParser import ADQLParser as P
 from sqlalchemy.dialects import postgresql
 
-MAX_CHARACTERS = 20_000
-MAX_NESTING = 32  # parentheses: bounds the parser's recursion and this module's
+from .adqlparse import MAX_CHARACTERS, MAX_NESTING, AdqlError, parse
+
+__all__ = ["AdqlError", "MAX_CHARACTERS", "MAX_NESTING", "Published", "translate"]
 
 # ADQL schemas that PostgreSQL names differently (migration 0007: a schema named like the
 # ADQL role's login would come first in its search path).
@@ -40,22 +34,6 @@ INDEXED_POINT_COLUMN = "archive_point"
 
 _quote = postgresql.dialect().identifier_preparer.quote
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-_EXPONENT = re.compile(r"\d+[eE][+-]?\d+")
-# ANTLR's Python runtime shares its prediction cache between parsers, without a lock.
-_PARSING = threading.Lock()
-
-
-def _no_eval(*_args, **_kwargs):
-    raise NameError("eval is disabled")
-
-
-# queryparser's translator evaluates geometry arguments with eval(). Nothing here calls it,
-# but any code in this process that does gets a NameError, which it takes for a column name.
-adqltranslator.eval = _no_eval
-
-
-class AdqlError(ValueError):
-    """A query the service refuses; str(error) is the message for the user (no SQL internals leaked, no Python traceback)."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +45,7 @@ class Published:
 def translate(adql: str, published: Published) -> str:
     """PostgreSQL for one ADQL SELECT, or AdqlError. No trailing semicolon."""
     try:
-        tree = _parse(adql)
+        tree = parse(adql)
         return _Writer(published, adql).emit(tree.query_expression())
     except AdqlError:
         raise
@@ -75,91 +53,6 @@ def translate(adql: str, published: Published) -> str:
         raise AdqlError("could not translate this query: it nests too deeply") from None
     except Exception as error:  # a fault of the parser or of this module, not of the user
         raise AdqlError(f"could not translate this query: internal error ({type(error).__name__})") from None
-
-
-# --- parsing ---------------------------------------------------------------------------
-
-class _Refuse(ErrorListener):
-    """Turns the first lexer or parser error into an AdqlError naming where and what."""
-
-    def __init__(self, length: int):
-        self.length = length
-
-    def syntaxError(self, recognizer, offendingSymbol, line, column, msg, e):
-        if offendingSymbol is None:  # the lexer: msg is "token recognition error at: '...'"
-            near = msg.rpartition(": ")[2]
-        elif offendingSymbol.type == antlr4.Token.EOF or offendingSymbol.start >= self.length:
-            raise AdqlError("syntax error: the query ends too early") from None
-        else:
-            near = repr(offendingSymbol.text)
-        raise AdqlError(f"syntax error at line {line}, column {column + 1}, near {near}") from None
-
-
-def _parse(adql: str):
-    if len(adql) > MAX_CHARACTERS:
-        raise AdqlError(f"the query is longer than the limit of {MAX_CHARACTERS} characters")
-    if "\x00" in adql:
-        raise AdqlError("the query contains a NUL character")
-    try:
-        adql.encode("utf-8")
-    except UnicodeEncodeError:
-        raise AdqlError("the query is not valid Unicode text") from None
-    refuse = _Refuse(len(adql))
-    with _PARSING:
-        lexer = L(antlr4.InputStream(adql))
-        lexer.removeErrorListeners()
-        lexer.addErrorListener(refuse)
-        tokens = _check_tokens(lexer.getAllTokens(), len(adql))
-        parser = P(antlr4.CommonTokenStream(ListTokenSource(tokens)))
-        parser.removeErrorListeners()
-        parser.addErrorListener(refuse)
-        # The default (full-context) prediction takes seconds on a long chain of ORs.
-        parser._interp.predictionMode = PredictionMode.SLL
-        return parser.query()
-
-
-def _check_tokens(tokens: list, length: int) -> list:
-    """The tokens, ending in the one semicolon the grammar wants, within the nesting limit."""
-    tokens = _join_exponents(tokens)
-    visible = [t for t in tokens if t.channel == antlr4.Token.DEFAULT_CHANNEL]
-    if not visible:
-        raise AdqlError("the query is empty")
-    for token in visible[:-1]:
-        if token.type == L.SEMI:
-            raise AdqlError(f"only one statement is allowed: ';' at line {token.line}, column {token.column + 1}")
-    depth = unary = 0  # ~~~x nests like parentheses
-    for token in visible:
-        depth += {L.LPAREN: 1, L.RPAREN: -1}.get(token.type, 0)
-        unary = unary + 1 if token.type == L.TILDE else 0
-        if depth + unary > MAX_NESTING:
-            raise AdqlError(f"the query nests parentheses (or ~) deeper than the limit of {MAX_NESTING} "
-                            f"(line {token.line}, column {token.column + 1})")
-    if visible[-1].type != L.SEMI:
-        end = CommonToken(visible[-1].source, L.SEMI)
-        end.text, end.start, end.stop = ";", length, length
-        end.line, end.column = visible[-1].line, visible[-1].column + len(visible[-1].text)
-        tokens = tokens + [end]
-    return tokens
-
-
-def _join_exponents(tokens: list) -> list:
-    """1e-3 and 1E3 as one number: the lexer knows exponents only after a decimal point."""
-    joined, i = [], 0
-    while i < len(tokens):
-        for width in (4, 2):
-            group = tokens[i:i + width]
-            if (tokens[i].type == L.INT and len(group) == width
-                    and all(a.stop + 1 == b.start for a, b in zip(group, group[1:]))
-                    and _EXPONENT.fullmatch("".join(t.text for t in group))):
-                number = tokens[i].clone()
-                number.type, number.text, number.stop = L.REAL, "".join(t.text for t in group), group[-1].stop
-                joined.append(number)
-                i += width
-                break
-        else:
-            joined.append(tokens[i])
-            i += 1
-    return joined
 
 
 # --- the parse tree --------------------------------------------------------------------
