@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import importlib.util
+import itertools
 import json
 import math
 import os
@@ -122,9 +123,9 @@ class Run:
 
 
 def concurrently(work, items: list, clients: int, seconds: float) -> Run:
-    """Run `work(state, item)` -> rows over `items` from `clients` threads (client i takes items
-    i, i+clients, ...) until `seconds` have passed; a failed request is recorded, never fatal.
-    `work.open()` gives each thread its state, `work.close(state)` ends it."""
+    """Run `work.request(state, item)` -> rows from `clients` threads (client i takes items i,
+    i+clients, ..., round again when they run out) until `seconds` have passed; a failed request
+    is recorded, never fatal. `work.open()` gives each thread its state, `work.close(state)` ends it."""
     run = Run()
     deadline = time.monotonic() + seconds
 
@@ -132,7 +133,7 @@ def concurrently(work, items: list, clients: int, seconds: float) -> Run:
         times, rows, errors = [], [], []
         state = None
         try:
-            for item in items[offset::clients]:
+            for item in itertools.cycle(items[offset::clients]):
                 if time.monotonic() > deadline:
                     break
                 start = time.monotonic()
