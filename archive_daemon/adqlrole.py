@@ -14,6 +14,8 @@ things about it need a superuser:
   takes them from every role but the database's owner (the archive's own role, whose
   daemon takes advisory locks and whose API cancels aborted jobs) and superusers, so that
   a query that got past the translator still could not.
+- Temporary files. A query's sort or hash may spill to disk; the API bounds that for each
+  query (temp_file_limit), which only a superuser, or a role granted it, may set.
 
 The migration runs this when it runs as a superuser (the embedded database); elsewhere the
 set-up runs `python -m archive_daemon.adqlrole DATABASE` as the postgres user once
@@ -50,6 +52,11 @@ SQL = r"""
             EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', fn, owner);
             RAISE NOTICE 'for the owner only: %', fn;
         END LOOP;
+        -- The API bounds each query's temporary files (a sort spilling to disk could fill it).
+        IF NOT has_parameter_privilege(owner, 'temp_file_limit', 'SET') THEN
+            EXECUTE format('GRANT SET ON PARAMETER temp_file_limit TO %I', owner);
+            RAISE NOTICE 'the owner may bound temporary files (temp_file_limit)';
+        END IF;
     END $$
 """
 

@@ -341,3 +341,24 @@ def test_tap_and_the_json_api_count_each_caller_alike(archive, user):
     answer = archive["server"].get("/api/v1/files", params={"count": "true", "limit": 1}, headers=headers)
     (row,) = _service(archive, user).run_sync("SELECT COUNT(*) AS n FROM archive.files")
     assert row["n"] == answer.json()["count"]
+
+
+def test_a_result_too_large_for_memory_is_refused_saying_so(archive, monkeypatch):
+    monkeypatch.setattr(query, "MAX_RESULT_CHARACTERS", 2000)
+    connection = archive["engine"].raw_connection()
+    try:
+        with pytest.raises(query.QueryError, match="the result is larger than"):
+            query.run_adql(connection, [], "SELECT * FROM ivoa.obscore AS a, ivoa.obscore AS b", maxrec=1000,
+                           timeout=10, base_url="http://x", authority="obs.example.org")
+    finally:
+        connection.close()
+
+
+def test_a_query_may_write_only_so_much_to_temporary_files(archive):
+    connection = archive["engine"].raw_connection()
+    try:
+        with published(connection, [], base_url="http://x", authority="a.org", timeout=10) as cursor:
+            cursor.execute("SHOW temp_file_limit")
+            assert cursor.fetchone() == ("2GB",)
+    finally:
+        connection.close()

@@ -22,6 +22,9 @@ from queryparser.adql.ADQLParser import ADQLParser as P
 
 MAX_CHARACTERS = 20_000
 MAX_NESTING = 32  # parentheses: bounds the parser's recursion and the SQL writer's
+# Words, numbers and symbols: parsing time grows faster than the query (a FROM list of a
+# thousand tables takes seconds, under the lock every parse in the process waits on).
+MAX_TOKENS = 2500
 
 _EXPONENT = re.compile(r"\d+[eE][+-]?\d+")
 # ANTLR's Python runtime shares its prediction cache between parsers, without a lock.
@@ -97,6 +100,8 @@ def _check_tokens(tokens: list, length: int) -> list:
         if depth + unary > MAX_NESTING:
             raise AdqlError(f"the query nests parentheses (or ~) deeper than the limit of {MAX_NESTING} "
                             f"(line {token.line}, column {token.column + 1})")
+    if len(visible) > MAX_TOKENS:
+        raise AdqlError(f"the query has more than the limit of {MAX_TOKENS} names, numbers and symbols")
     if visible[-1].type != L.SEMI:
         end = CommonToken(visible[-1].source, L.SEMI)
         end.text, end.start, end.stop = ";", length, length

@@ -19,6 +19,11 @@ from .adql import AdqlError, Published, translate
 from .session import published
 
 
+# What one result may hold, written out: its copies (rows, converted values, the document)
+# must fit in a worker's memory, whatever a query joins to what.
+MAX_RESULT_CHARACTERS = 200_000_000
+_BATCH = 2000
+
 class QueryError(ValueError):
     """The caller's query cannot run as asked; str() is the message for them."""
 
@@ -136,8 +141,11 @@ def run_adql(connection, principals: list[str], adql: str, *, maxrec: int, timeo
     known = catalog.load(connection)
     with published(connection, principals, base_url=base_url, authority=authority, timeout=timeout) as cursor:
         try:
-            cursor.execute(sql)  # no parameters: psycopg2 would take the query's % signs for placeholders
-            return result(cursor, known, maxrec)
+            # A cursor on the server: rows arrive in batches, and a result too large is stopped
+            # before it is all in this process's memory.
+            rows = cursor.connection.cursor(name="adql_query")
+            rows.execute(sql)  # no parameters: psycopg2 would take the query's % signs for placeholders
+            return result(rows, known, maxrec)
         except psycopg2.errors.QueryCanceled:
             raise QueryError(f"the query ran longer than its limit of {timeout:g} s") from None
         except psycopg2.OperationalError:
@@ -148,9 +156,17 @@ def run_adql(connection, principals: list[str], adql: str, *, maxrec: int, timeo
 
 def result(cursor, known: catalog.Catalog, maxrec: int) -> Result:
     """The rows of an executed statement that fetched up to `maxrec` + 1 of them, as a Result:
-    values in VOTable form, FIELDs described as TAP_SCHEMA says, overflow flagged."""
+    values in VOTable form, FIELDs described as TAP_SCHEMA says, overflow flagged. A result
+    whose values add up to more than MAX_RESULT_CHARACTERS is refused (QueryError)."""
+    rows: list[tuple] = []
+    size = 0
+    while batch := cursor.fetchmany(_BATCH):
+        rows.extend(batch)
+        size += sum(len(str(value)) for row in batch for value in row if value is not None)
+        if size > MAX_RESULT_CHARACTERS:
+            raise QueryError(f"the result is larger than {MAX_RESULT_CHARACTERS // 10**6} million characters: "
+                             "ask for fewer columns or rows (MAXREC)")
     columns = [_column(d, known) for d in cursor.description]
-    rows = cursor.fetchall()
     converts = [(i, convert) for i, (_, convert) in enumerate(columns) if convert is not None]
     if converts:
         rows = [_converted(row, converts) for row in rows]

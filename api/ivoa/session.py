@@ -15,6 +15,9 @@ from typing import Iterator
 from archive_daemon.store import array_literal
 
 ADQL_ROLE = "archive_adql"
+# Temporary files one query may write (a sort or hash spilling to disk): a cross join
+# sorted by a long text could otherwise fill the database's disk within its time limit.
+TEMP_FILES = "2GB"
 
 
 @contextlib.contextmanager
@@ -25,9 +28,11 @@ def published(connection, principals: list[str], *, base_url: str, authority: st
     cursor = connection.cursor()
     try:
         cursor.execute("SET TRANSACTION READ ONLY")
-        cursor.execute("""SELECT set_config('statement_timeout', %s, true), set_config('archive.principals', %s, true),
+        cursor.execute("""SELECT set_config('statement_timeout', %s, true), set_config('temp_file_limit', %s, true),
+                                 set_config('archive.principals', %s, true),
                                  set_config('archive.base_url', %s, true), set_config('archive.authority', %s, true)""",
-                       (str(max(1, round(timeout * 1000))), array_literal(principals), base_url.rstrip("/"), authority))
+                       (str(max(1, round(timeout * 1000))), TEMP_FILES, array_literal(principals), base_url.rstrip("/"),
+                        authority))
         cursor.execute(f"SET LOCAL ROLE {ADQL_ROLE}")
         yield cursor
     finally:

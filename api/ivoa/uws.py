@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
+import threading
 import time
 import xml.etree.ElementTree as ET
 from typing import Callable
@@ -22,6 +23,7 @@ import falcon
 from archive_daemon.config import Config
 
 from . import tap, votable
+from .adqlparse import MAX_CHARACTERS
 from .executor import Service
 from .jobs import PHASES, Caller, Job, Refused
 from .query import QueryError
@@ -31,6 +33,9 @@ JOBS = "/ivoa/tap/async"
 # WAIT blocks at most this long: less than gunicorn's graceful_timeout, so that a stopping
 # worker is never killed for a client waiting on it (its running jobs then go back to the queue).
 MAX_WAIT = 20.0
+# Requests of one worker process blocked in WAIT at once; more are answered at once, as if
+# WAIT had not been given (UWS allows it), so that waiting clients never take every thread.
+WAITERS = 2
 RECHECK = 5.0  # seconds between reads while waiting, in case a change was not heard of
 UWS = "http://www.ivoa.net/xml/UWS/v1.0"
 XLINK = "http://www.w3.org/1999/xlink"
@@ -88,6 +93,8 @@ def _form(req: falcon.Request, allowed: tuple[str, ...]) -> dict[str, str]:
         if values:
             if any(ord(c) in _UNFIT for c in values[0]):
                 raise refusal(falcon.HTTP_400, f"{name.upper()}: contains a control character")
+            if name == "query" and len(values[0]) > MAX_CHARACTERS:  # kept with the job: refused now
+                raise refusal(falcon.HTTP_400, f"QUERY: longer than the limit of {MAX_CHARACTERS} characters")
             form[name] = values[0]
     return form
 
@@ -211,6 +218,10 @@ class JobResource(_Resource):
     """GET: the job document (WAIT blocks for a change of phase); DELETE, or POST
     ACTION=DELETE: gone, 303 to the list; POST: change it, as /parameters."""
 
+    def __init__(self, service: Service):
+        super().__init__(service)
+        self.waiters = threading.BoundedSemaphore(WAITERS)
+
     def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         form = _form(req, ("wait", "phase"))
         wait = form.get("wait")
@@ -219,6 +230,8 @@ class JobResource(_Resource):
         if wait.strip() not in ("-1",) and not (wait.strip().isascii() and wait.strip().isdigit()):
             raise refusal(falcon.HTTP_400, f"WAIT: {wait[:40]!r} is not a number of seconds (or -1)")
         seconds = MAX_WAIT if wait.strip() == "-1" else min(MAX_WAIT, float(wait))
+        if not self.waiters.acquire(blocking=False):
+            return _xml(resp, _job_element(req, self.job(req, job_id)))
         # Watched before the first read: a change between the two is not missed.
         event = self.service.changes.watch(job_id)
         try:
@@ -227,6 +240,7 @@ class JobResource(_Resource):
                 job = self._wait(req, job, event, seconds)
         finally:
             self.service.changes.unwatch(job_id, event)
+            self.waiters.release()
         _xml(resp, _job_element(req, job))
 
     def _wait(self, req: falcon.Request, job: Job, event, seconds: float) -> Job:
