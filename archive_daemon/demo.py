@@ -75,7 +75,9 @@ Look around:
   .venv/bin/archive-daemon --config {config_file} ingest {root.path}   # again: all unchanged
   .venv/bin/archive-daemon --config {config_file} run      # the service: watch the tree (Ctrl-C stops it)
   curl '{address}api/v1/files?ra=8h51m12s&dec=11d48m00s&radius=2d&fields=path,object'
+  curl '{address}ivoa/tap/sync' --data-urlencode "QUERY=SELECT TOP 5 obs_id, target_name, t_min FROM ivoa.obscore" -d FORMAT=csv
 
+The IVOA services (TAP at {address}ivoa/tap for pyvo and TOPCAT): docs/ivoa.md.
 The search page: open {address} in a browser.
 The API runs in the background (log: {demo_dir / "api.log"}); stop it with
   kill $(cat {demo_dir / "api.pid"})
