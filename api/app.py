@@ -1,9 +1,10 @@
 """The WSGI application: `gunicorn -c api/gunicorn.conf.py api.app:application`.
 
-`create_app(config, engine)` builds it from its dependencies, so that tests build one on
-their own database; `application` is the one gunicorn serves, configured the usual way
-(--config-less: $ARCHIVE_CONFIG, else /etc/archive-daemon/config.yaml; $ARCHIVE_DATABASE_URL),
-built when gunicorn first asks for it (so importing this module needs no database).
+`create_app(config, engine, replica)` builds it from its dependencies, so that tests build
+one on their own database; `application` is the one gunicorn serves, configured the usual way
+(--config-less: $ARCHIVE_CONFIG, else /etc/archive-daemon/config.yaml; $ARCHIVE_DATABASE_URL,
+$ARCHIVE_DATABASE_READ_URL), built when gunicorn first asks for it (so importing this module
+needs no database).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .ivoa import routes as ivoa
 from .openapi import OpenApi
 from .preview import Preview
 from .proxy import FrontEnd
+from .replica import Replica
 from .search import Files
 from .static import Page
 from .streams import Streams, UnreadBodies
@@ -37,11 +39,13 @@ from .whoami import WhoAmI
 log = logging.getLogger("api")
 
 
-def create_app(config: Config, engine: sa.Engine, *, run_jobs: bool = False) -> falcon.App:
-    """The API on `engine`; with `run_jobs`, this process also runs asynchronous TAP jobs
-    (gunicorn's workers do; an application built for a test need not)."""
+def create_app(config: Config, engine: sa.Engine, replica: Replica | None = None, *,
+               run_jobs: bool = False) -> falcon.App:
+    """The API on the primary `engine`, reading from `replica` while it keeps up (api/database.py);
+    with `run_jobs`, this process also runs asynchronous TAP jobs (gunicorn's workers do; an
+    application built for a test need not)."""
     app = falcon.App(request_type=Request,
-                     middleware=[UnreadBodies(), Connection(engine), FrontEnd(config.api), Authentication(config.api)])
+                     middleware=[UnreadBodies(), Connection(engine, replica), FrontEnd(config.api), Authentication(config.api)])
     app.req_options.auto_parse_qs_csv = False
     app.req_options.keep_blank_qs_values = True
     app.add_route("/api/v1/files", Files(config.api))
@@ -82,14 +86,24 @@ def _too_long(req, resp, exc, params):
 def _from_environment() -> falcon.App:
     from archive_daemon.commands.database import database_url
     config = load_config()
-    # A fixed pool per worker process, so that workers x db_pool_size is what the API can
-    # ever hold of PostgreSQL's max_connections (docs/api.md); a request finding every
-    # connection busy waits a little, then gets a 503.
+    engine = _pool(config, database_url(config))
+    replica = None
+    if config.database_read_url:
+        # A replica that does not answer within seconds, host gone or not, is as good as down:
+        # its reads go to the primary (api/replica.py).
+        replica = Replica(_pool(config, config.database_read_url, connect_timeout=3, tcp_user_timeout=3000),
+                          engine, config.max_replica_lag)
+    return create_app(config, engine, replica, run_jobs=True)
+
+
+def _pool(config: Config, url: str, **connect_args) -> sa.Engine:
+    # A fixed pool per worker process and database, so that workers x db_pool_size is what
+    # the API can ever hold of each server's max_connections (docs/api.md); a request
+    # finding every connection busy waits a little, then gets a 503.
     timeout_ms = max(1, round(config.api.statement_timeout * 1000))
-    engine = sa.create_engine(db.driver_url(database_url(config)), pool_size=config.api.db_pool_size,
-                              max_overflow=0, pool_timeout=10, pool_pre_ping=True,
-                              connect_args={"options": f"-c statement_timeout={timeout_ms}"})
-    return create_app(config, engine, run_jobs=True)
+    return sa.create_engine(db.driver_url(url), pool_size=config.api.db_pool_size,
+                            max_overflow=0, pool_timeout=10, pool_pre_ping=True,
+                            connect_args={"options": f"-c statement_timeout={timeout_ms}", **connect_args})
 
 
 def __getattr__(name: str):

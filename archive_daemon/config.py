@@ -2,7 +2,8 @@
 
 Look-up order: `--config FILE`, else `$ARCHIVE_CONFIG`, else
 `/etc/archive-daemon/config.yaml`, else the built-in development defaults. The database URL
-is always overridable with `$ARCHIVE_DATABASE_URL`.
+is always overridable with `$ARCHIVE_DATABASE_URL`, the API's replica with
+`$ARCHIVE_DATABASE_READ_URL`.
 """
 
 from __future__ import annotations
@@ -146,6 +147,8 @@ class Config:
     api: ApiConfig
     base_dir: Path
     ivoa: IvoaConfig = IvoaConfig()
+    database_read_url: str | None = None  # a streaming replica the API reads from (api/replica.py)
+    max_replica_lag: float = 30.0         # seconds of staleness beyond which the API reads the primary
 
     def root(self, name: str) -> RootConfig:
         for root in self.roots:
@@ -399,9 +402,13 @@ def load_config(explicit: str | None = None) -> Config:
     database = top.section("database")
     url = database.string("url")
     url = os.environ.get("ARCHIVE_DATABASE_URL") or url
+    read_url = database.string("read_url")
+    read_url = os.environ.get("ARCHIVE_DATABASE_READ_URL") or read_url
+    max_replica_lag = database.number("max_replica_lag", 30.0, minimum=1.0)
     database.done()
-    if url is not None and not url.startswith(("postgresql://", "postgres://", "postgresql+psycopg2://")):
-        raise ConfigError(f"{source}: database.url: must be a postgresql:// URL (got {url!r})")
+    for key, value in (("url", url), ("read_url", read_url)):
+        if value is not None and not value.startswith(("postgresql://", "postgres://", "postgresql+psycopg2://")):
+            raise ConfigError(f"{source}: database.{key}: must be a postgresql:// URL (got {value!r})")
 
     roots = tuple(_read_root(s, base_dir) for s in top.sections("roots"))
     names = [r.name for r in roots]
@@ -436,4 +443,5 @@ def load_config(explicit: str | None = None) -> Config:
     top.done()
     return Config(source=source, database_url=url, roots=roots, keywords=generic,
                   instruments=instruments, access=access_config, ingest=ingest_config,
-                  daemon=daemon_config, api=api_config, base_dir=base_dir, ivoa=ivoa_config)
+                  daemon=daemon_config, api=api_config, base_dir=base_dir, ivoa=ivoa_config,
+                  database_read_url=read_url, max_replica_lag=max_replica_lag)

@@ -150,7 +150,7 @@ class _Resource:
         self.store = service.store
 
     def job(self, req: falcon.Request, job_id: str) -> Job:
-        job = self.store.find(req.context.connection, job_id, _caller(req))
+        job = self.store.find(req.context.primary, job_id, _caller(req))
         if job is None:
             raise refusal(falcon.HTTP_404, f"no job {job_id[:40]!r} here (it may have been destroyed)")
         return job
@@ -162,14 +162,14 @@ class _Resource:
             raise refusal(falcon.HTTP_400, f"PHASE: {form['phase'][:40]!r} is not RUN or ABORT")
         parameters = _query_parameters(form)
         changes = parameters or any(name in form for name in ("runid", "executionduration", "destruction"))
-        if changes and not self.store.update(req.context.connection, job, parameters=parameters, **_uws_settings(form)):
+        if changes and not self.store.update(req.context.primary, job, parameters=parameters, **_uws_settings(form)):
             raise refusal(falcon.HTTP_409, f"the job is {job.phase}: its query and execution duration can change "
                                            "only while it is PENDING")
         try:
             if phase == "RUN":
-                self.store.start(req.context.connection, job, _caller(req))
+                self.store.start(req.context.primary, job, _caller(req))
             elif phase == "ABORT":
-                self.store.abort(req.context.connection, job)
+                self.store.abort(req.context.primary, job)
         except Refused as exc:
             raise _too_many(exc) from None
 
@@ -188,7 +188,7 @@ class JobList(_Resource):
         last = form.get("last")
         if last is not None and not (last.isascii() and last.isdigit() and len(last) < 10):
             raise refusal(falcon.HTTP_400, f"LAST: {last[:40]!r} is not a whole number")
-        jobs = self.store.listing(req.context.connection, _caller(req), phases=phases,
+        jobs = self.store.listing(req.context.primary, _caller(req), phases=phases,
                                   after=_moment("AFTER", form["after"]) if "after" in form else None,
                                   last=None if last is None else int(last))
         root = ET.Element(f"{{{UWS}}}jobs", version="1.1")
@@ -207,7 +207,7 @@ class JobList(_Resource):
         if phase not in ("", "RUN"):
             raise refusal(falcon.HTTP_400, f"PHASE: {form['phase'][:40]!r}: a new job may only be RUN at once")
         try:
-            job_id = self.store.create(req.context.connection, _caller(req), _query_parameters(form),
+            job_id = self.store.create(req.context.primary, _caller(req), _query_parameters(form),
                                        base_url=req.prefix, run=phase == "RUN", **_uws_settings(form))
         except Refused as exc:
             raise _too_many(exc) from None
@@ -255,7 +255,7 @@ class JobResource(_Resource):
         return job
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
-        self.store.destroy(req.context.connection, self.job(req, job_id).id)
+        self.store.destroy(req.context.primary, self.job(req, job_id).id)
         _see_other(resp, req.prefix + JOBS)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
