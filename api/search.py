@@ -1,7 +1,8 @@
 """GET /api/v1/files: search, with keyset pagination, in JSON, CSV or VOTable.
 
 Every query goes through archive_daemon.visibility.VISIBLE: a file the caller may not read
-is not counted, not listed, not hinted at.
+is not counted, not listed, not hinted at. Counts are exact up to api.exact_count_limit and
+estimated beyond it (api/counts.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from archive_daemon.config import ApiConfig
 from archive_daemon.store import prefix_clause
 from archive_daemon.visibility import VISIBLE
 
+from . import counts
 from .formats import render
 from .params import ID_MAX, Params, bad, unfit_character
 
@@ -172,10 +174,9 @@ class Files:
         position = _cursor_position(cursor, sort_text) if cursor else None
         connection = req.context.connection
         with connection.cursor() as db:
-            db.execute(f"SELECT count(*) FROM files f WHERE {query.where}", query.args)
-            count = db.fetchone()[0]
+            count, exact = counts.count(db, query.where, query.args, self.settings.exact_count_limit)
             if count_only:
-                resp.media = {"count": count}
+                resp.media = {"count": count, "count_exact": exact}
                 return
             where, args = query.where, dict(query.args)
             if position is not None:
@@ -192,7 +193,7 @@ class Files:
         if more:
             following = self._url(req, _cursor_token(sort_text, rows[-1][-2], rows[-1][-1]))
         records = [dict(zip(fields, row[:len(fields)])) for row in rows]
-        render(req, resp, fmt, fields, records, {"count": count, "next": following})
+        render(req, resp, fmt, fields, records, {"count": count, "count_exact": exact, "next": following})
 
     def _fields(self, params: Params) -> list[str]:
         text = params.text("fields")
