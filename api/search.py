@@ -154,6 +154,31 @@ class Query:
         return " AND ".join(c for c in self.clauses if c != self.exact.get(name))
 
 
+def page(cursor, query: Query, fields: list[str], sort: str, descending: bool, position: tuple | None,
+         limit: int) -> list[tuple]:
+    """Up to `limit` rows of `fields` after `position` (a cursor's), each followed by its sort
+    value and id."""
+    where, args = query.where, dict(query.args)
+    if position is not None:
+        where += " AND " + _after(sort, descending, position, args)
+    direction = "DESC" if descending else "ASC"
+    columns = ", ".join(FIELDS[f] for f in fields)
+    cursor.execute(f"""SELECT {columns}, {SORTS[sort]}, f.id FROM files f WHERE {where}
+                       ORDER BY {SORTS[sort]} {direction} NULLS LAST, f.id {direction}
+                       LIMIT %(limit)s""", {**args, "limit": limit})
+    return cursor.fetchall()
+
+
+def _after(sort: str, descending: bool, position: tuple, args: dict) -> str:
+    column, (value, last_id) = SORTS[sort], position
+    args.update(after_value=value, after_id=last_id)
+    beyond = "<" if descending else ">"
+    if value is None:  # the NULLs come last: only the rest of them
+        return f"({column} IS NULL AND f.id {beyond} %(after_id)s)"
+    return (f"({column} {beyond} %(after_value)s OR ({column} = %(after_value)s AND f.id {beyond} %(after_id)s)"
+            f" OR {column} IS NULL)")
+
+
 class Files:
     """The search resource."""
 
@@ -178,15 +203,7 @@ class Files:
             if count_only:
                 resp.media = {"count": count, "count_exact": exact}
                 return
-            where, args = query.where, dict(query.args)
-            if position is not None:
-                where += " AND " + self._after(sort, descending, position, args)
-            direction = "DESC" if descending else "ASC"
-            columns = ", ".join(FIELDS[f] for f in fields)
-            db.execute(f"""SELECT {columns}, {SORTS[sort]}, f.id FROM files f WHERE {where}
-                           ORDER BY {SORTS[sort]} {direction} NULLS LAST, f.id {direction}
-                           LIMIT %(limit)s""", {**args, "limit": limit + 1})
-            rows = db.fetchall()
+            rows = page(db, query, fields, sort, descending, position, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
         following = None
@@ -214,15 +231,6 @@ class Files:
         if name not in SORTS:
             raise bad("sort", f"cannot sort by {name!r} (one of {', '.join(SORTS)}, '-' first for descending)")
         return descending, name
-
-    def _after(self, sort: str, descending: bool, position: tuple, args: dict) -> str:
-        column, (value, last_id) = SORTS[sort], position
-        args.update(after_value=value, after_id=last_id)
-        beyond = "<" if descending else ">"
-        if value is None:  # the NULLs come last: only the rest of them
-            return f"({column} IS NULL AND f.id {beyond} %(after_id)s)"
-        return (f"({column} {beyond} %(after_value)s OR ({column} = %(after_value)s AND f.id {beyond} %(after_id)s)"
-                f" OR {column} IS NULL)")
 
     def _url(self, req: falcon.Request, token: str) -> str:
         # The next link goes in a Link header as <URL>: a Host that is no host name (a '>',
