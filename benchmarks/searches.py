@@ -89,17 +89,20 @@ class Load:
                 f"p99 {self.percentile(.99):6.1f} ms{rows}{errors}")
 
 
-def bare_sql(url: str, query_strings: list[str], seconds: float, clients: int) -> Load:
-    """The API's SQL for each search, one connection per client, no HTTP and no Python web layer."""
+def bare_sql(url: str, query_strings: list[str], seconds: float, clients: int, pace: float = 0) -> Load:
+    """The API's SQL for each search, one connection per client, no HTTP and no Python web layer;
+    each client starts a search every `pace` seconds (0: as soon as the last one is answered)."""
     searches = [Search(q) for q in query_strings]
     load = Load()
     dsn = db.libpq_url(url)
 
     def client(mine: list[Search], deadline: float) -> None:
         times, rows, errors, connection = [], [], {}, None
+        wait = _pacer(pace)
         for one in mine:
             if time.monotonic() > deadline:
                 break
+            wait()
             try:
                 connection = connection or psycopg2.connect(dsn)
                 start = time.monotonic()
@@ -118,21 +121,38 @@ def bare_sql(url: str, query_strings: list[str], seconds: float, clients: int) -
     return load.run(client, searches, seconds, clients)
 
 
+def _pacer(pace: float):
+    """A function that sleeps until the next start, `pace` seconds after the previous one
+    (at once when behind): below saturation, latency is what a search costs, not queueing."""
+    following = time.monotonic() + random.random() * pace  # clients out of step
+
+    def wait() -> None:
+        nonlocal following
+        now = time.monotonic()
+        if following > now:
+            time.sleep(following - now)
+        following = max(following, now) + pace
+
+    return wait
+
+
 def _closed(connection) -> None:
     if connection is not None:
         connection.close()
     return None
 
 
-def through_api(port: int, query_strings: list[str], seconds: float, clients: int) -> Load:
-    """GET /api/v1/files?QUERY, one keep-alive connection per client."""
+def through_api(port: int, query_strings: list[str], seconds: float, clients: int, pace: float = 0) -> Load:
+    """GET /api/v1/files?QUERY, one keep-alive connection per client, paced as bare_sql."""
     load = Load()
 
     def client(mine: list[str], deadline: float) -> None:
         times, rows, errors, connection = [], [], {}, None
+        wait = _pacer(pace)
         for query in mine:
             if time.monotonic() > deadline:
                 break
+            wait()
             try:
                 connection = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=30)
                 start = time.monotonic()
