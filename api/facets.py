@@ -38,21 +38,23 @@ class Facets:
             # Facets without their own parameter in the search count the same files: decided once.
             exact = {where: counts.within(cursor, where, query.args, limit) is not None
                      for where in set(wheres.values())}
-            cursor.execute(" UNION ALL ".join(_part(name, column, wheres[name], exact[wheres[name]])
-                                              for name, column in FACETS.items()), query.args)
+            source, scale = ("files f", 1.0) if all(exact.values()) else counts.sample(cursor)
+            cursor.execute(" UNION ALL ".join(
+                _part(name, column, wheres[name], "files f" if exact[wheres[name]] else source)
+                for name, column in FACETS.items()), query.args)
             rows = cursor.fetchall()
         facets: dict[str, list] = {name: [] for name in FACETS}
-        for name, value, count, count_exact in rows:
-            facets[name].append({"value": value, "count": int(count) if count_exact else counts.about(count),
-                                 "count_exact": count_exact})
+        for name, value, count in rows:
+            exactly = exact[wheres[name]]
+            facets[name].append({"value": value, "count": count if exactly else counts.about(count * scale),
+                                 "count_exact": exactly})
         resp.media = facets
 
 
-def _part(name: str, column: str, where: str, exact: bool) -> str:
-    """One facet's values and counts, in all the files or in the sample (scaled up)."""
-    source, scale = ("files f", "1") if exact else (counts.SAMPLED, counts.SCALE)
+def _part(name: str, column: str, where: str, source: str) -> str:
+    """One facet's values and counts, in all the files or in the sample."""
     # Values differing only in case are one value (the search matches case-insensitively),
     # shown in their most frequent spelling.
-    return f"""(SELECT '{name}', mode() WITHIN GROUP (ORDER BY {column}), count(*) * {scale}, {exact}
+    return f"""(SELECT '{name}', mode() WITHIN GROUP (ORDER BY {column}), count(*)
                 FROM {source} WHERE {where} AND {column} IS NOT NULL
                 GROUP BY lower({column}) ORDER BY count(*) DESC, 2 LIMIT {MAX_VALUES})"""
