@@ -43,17 +43,17 @@ def render(req: falcon.Request, resp: falcon.Response, fmt: str | None, fields: 
             writer.writerow([_cell(record[f]) for f in fields])
         resp.content_type = "text/csv; charset=utf-8"
         resp.text = out.getvalue()
-        if envelope.get("next"):
-            resp.append_link(envelope["next"], "next")
-        resp.set_header("X-Total-Count", str(envelope["count"]))
     elif media == VOTABLE:
         resp.content_type = VOTABLE
         resp.data = _votable(fields, records)
-        if envelope.get("next"):
-            resp.append_link(envelope["next"], "next")
-        resp.set_header("X-Total-Count", str(envelope["count"]))
     else:
         resp.media = {**envelope, "results": [{k: plain(v) for k, v in r.items()} for r in records]}
+        return
+    # CSV and VOTable carry the rest of the envelope in headers.
+    if envelope.get("next"):
+        resp.append_link(envelope["next"], "next")
+    resp.set_header("X-Total-Count", str(envelope["count"]))
+    resp.set_header("X-Count-Exact", "true" if envelope["count_exact"] else "false")
 
 
 def _votable(fields: list[str], records: list[dict]) -> bytes:

@@ -52,7 +52,8 @@ def document(settings: ApiConfig) -> dict:
             *SORTS, *(f"-{s}" for s in SORTS)]}),
         _param("limit", "rows per page", {"type": "integer", "minimum": 1, "maximum": settings.max_limit}),
         _param("cursor", "the `next` link of the previous page carries it"),
-        _param("count", "only count", {"type": "boolean"}),
+        _param("count", f"only count: exact up to {settings.exact_count_limit} files, else an estimate "
+                        "(`count_exact` false)", {"type": "boolean"}),
         _param("format", "else the Accept header decides", {"type": "string", "enum": ["json", "csv", "votable"]}),
     ]
     tar_request = {
@@ -75,10 +76,13 @@ def document(settings: ApiConfig) -> dict:
                                                            "description": {"type": "string"}}},
                 "File": {"type": "object", "properties": {name: {} for name in FIELDS}},
                 "Facets": {"type": "object", "properties": {name: {"type": "array", "items": {
-                    "type": "object", "properties": {"value": {"type": "string"}, "count": {"type": "integer"}}}}
+                    "type": "object", "properties": {"value": {"type": "string"}, "count": {"type": "integer"},
+                                                     "count_exact": {"type": "boolean"}}}}
                     for name in FACETS}},
-                "Page": {"type": "object", "required": ["count", "next", "results"], "properties": {
-                    "count": {"type": "integer"}, "next": {"type": "string", "nullable": True},
+                "Page": {"type": "object", "required": ["count", "count_exact", "next", "results"], "properties": {
+                    "count": {"type": "integer", "description": "every match, exactly when `count_exact`; else "
+                              "an estimate, rounded to two significant figures"},
+                    "count_exact": {"type": "boolean"}, "next": {"type": "string", "nullable": True},
                     "results": {"type": "array", "items": {"$ref": "#/components/schemas/File"}}}},
             },
         },
@@ -87,6 +91,9 @@ def document(settings: ApiConfig) -> dict:
             "/api/v1/files": {"get": {
                 "summary": "Search files", "parameters": search_params,
                 "responses": {"200": {"description": "a page of results (JSON), or CSV, or a VOTable",
+                                      "headers": {  # CSV and VOTable: the JSON envelope's count
+                                          "X-Total-Count": {"schema": {"type": "integer"}},
+                                          "X-Count-Exact": {"schema": {"type": "boolean"}}},
                                       "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Page"}},
                                                   "text/csv": {}, "application/x-votable+xml": {}}},
                               **errors}}},

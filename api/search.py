@@ -1,7 +1,8 @@
 """GET /api/v1/files: search, with keyset pagination, in JSON, CSV or VOTable.
 
 Every query goes through archive_daemon.visibility.VISIBLE: a file the caller may not read
-is not counted, not listed, not hinted at.
+is not counted, not listed, not hinted at. Counts are exact up to api.exact_count_limit and
+estimated beyond it (api/counts.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from archive_daemon.config import ApiConfig
 from archive_daemon.store import prefix_clause
 from archive_daemon.visibility import VISIBLE
 
+from . import counts
 from .formats import render
 from .params import ID_MAX, Params, bad, unfit_character
 
@@ -95,6 +97,7 @@ class Query:
         self.clauses = [VISIBLE]
         self.args: dict = {"principals": principals}
         self.exact: dict[str, str] = {}  # EXACT name -> its clause, so facets can leave one out
+        self.cone = False
         ra, dec = params.angle("ra", hours=True), params.angle("dec", hours=False)
         radius = params.radius("radius", settings.max_radius_deg)
         given = [n for n, v in (("ra", ra), ("dec", dec), ("radius", radius)) if v is not None]
@@ -104,6 +107,7 @@ class Query:
         if given:
             self.add("f.pos <@ scircle(spoint(radians(%(ra)s), radians(%(dec)s)), radians(%(radius)s))",
                      ra=ra, dec=dec, radius=radius)
+            self.cone = True
         start, end = params.time("start"), params.time("end")
         if start and end and end < start:
             raise bad("end", "is before start")
@@ -152,6 +156,38 @@ class Query:
         return " AND ".join(c for c in self.clauses if c != self.exact.get(name))
 
 
+def page(cursor, query: Query, fields: list[str], sort: str, descending: bool, position: tuple | None,
+         limit: int) -> list[tuple]:
+    """Up to `limit` rows of `fields` after `position` (a cursor's), each followed by its sort
+    value and id."""
+    where, args = query.where, dict(query.args)
+    if position is not None:
+        where += " AND " + _after(sort, descending, position, args)
+    direction = "DESC" if descending else "ASC"
+    columns = ", ".join(FIELDS[f] for f in fields)
+    select = f"SELECT {columns}, {SORTS[sort]}, f.id FROM files f WHERE {where}"
+    order = f"{len(fields) + 1} {direction} NULLS LAST, {len(fields) + 2} {direction} LIMIT %(limit)s"
+    if query.cone:
+        # pg_sphere takes every cone for a thousandth of the table, so at millions of rows the
+        # planner would walk the sort key's index through the whole table to fill a page. A
+        # cone holds few files (a tiny part of the sky): find them all, then sort them.
+        cursor.execute(f"WITH cone AS MATERIALIZED ({select}) SELECT * FROM cone ORDER BY {order}",
+                       {**args, "limit": limit})
+    else:
+        cursor.execute(f"{select} ORDER BY {order}", {**args, "limit": limit})
+    return cursor.fetchall()
+
+
+def _after(sort: str, descending: bool, position: tuple, args: dict) -> str:
+    column, (value, last_id) = SORTS[sort], position
+    args.update(after_value=value, after_id=last_id)
+    beyond = "<" if descending else ">"
+    if value is None:  # the NULLs come last: only the rest of them
+        return f"({column} IS NULL AND f.id {beyond} %(after_id)s)"
+    return (f"({column} {beyond} %(after_value)s OR ({column} = %(after_value)s AND f.id {beyond} %(after_id)s)"
+            f" OR {column} IS NULL)")
+
+
 class Files:
     """The search resource."""
 
@@ -172,27 +208,18 @@ class Files:
         position = _cursor_position(cursor, sort_text) if cursor else None
         connection = req.context.connection
         with connection.cursor() as db:
-            db.execute(f"SELECT count(*) FROM files f WHERE {query.where}", query.args)
-            count = db.fetchone()[0]
+            count, exact = counts.count(db, query.where, query.args, self.settings.exact_count_limit)
             if count_only:
-                resp.media = {"count": count}
+                resp.media = {"count": count, "count_exact": exact}
                 return
-            where, args = query.where, dict(query.args)
-            if position is not None:
-                where += " AND " + self._after(sort, descending, position, args)
-            direction = "DESC" if descending else "ASC"
-            columns = ", ".join(FIELDS[f] for f in fields)
-            db.execute(f"""SELECT {columns}, {SORTS[sort]}, f.id FROM files f WHERE {where}
-                           ORDER BY {SORTS[sort]} {direction} NULLS LAST, f.id {direction}
-                           LIMIT %(limit)s""", {**args, "limit": limit + 1})
-            rows = db.fetchall()
+            rows = page(db, query, fields, sort, descending, position, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
         following = None
         if more:
             following = self._url(req, _cursor_token(sort_text, rows[-1][-2], rows[-1][-1]))
         records = [dict(zip(fields, row[:len(fields)])) for row in rows]
-        render(req, resp, fmt, fields, records, {"count": count, "next": following})
+        render(req, resp, fmt, fields, records, {"count": count, "count_exact": exact, "next": following})
 
     def _fields(self, params: Params) -> list[str]:
         text = params.text("fields")
@@ -213,15 +240,6 @@ class Files:
         if name not in SORTS:
             raise bad("sort", f"cannot sort by {name!r} (one of {', '.join(SORTS)}, '-' first for descending)")
         return descending, name
-
-    def _after(self, sort: str, descending: bool, position: tuple, args: dict) -> str:
-        column, (value, last_id) = SORTS[sort], position
-        args.update(after_value=value, after_id=last_id)
-        beyond = "<" if descending else ">"
-        if value is None:  # the NULLs come last: only the rest of them
-            return f"({column} IS NULL AND f.id {beyond} %(after_id)s)"
-        return (f"({column} {beyond} %(after_value)s OR ({column} = %(after_value)s AND f.id {beyond} %(after_id)s)"
-                f" OR {column} IS NULL)")
 
     def _url(self, req: falcon.Request, token: str) -> str:
         # The next link goes in a Link header as <URL>: a Host that is no host name (a '>',

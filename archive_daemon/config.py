@@ -100,6 +100,7 @@ class ApiConfig:
 
     max_limit: int = 1000             # rows per page
     default_limit: int = 100
+    exact_count_limit: int = 10000    # searches matching more files get an estimated count
     max_radius_deg: float = 10.0      # cone searches
     user_header: str | None = None    # names the user Apache authenticated; believed only with the secret
     front_end_secret: str | None = field(default=None, repr=False)  # None: no request speaks for Apache
@@ -340,6 +341,7 @@ def _read_api(api: Section, base_dir: Path) -> ApiConfig:
                        f"set api.front_end_secret_file or ${FRONT_END_SECRET_ENV} (docs/security.md)")
     config = ApiConfig(
         max_limit=api.integer("max_limit", 1000, 1), default_limit=api.integer("default_limit", 100, 1),
+        exact_count_limit=api.integer("exact_count_limit", 10000, 1),
         max_radius_deg=api.number("max_radius_deg", 10.0), user_header=user_header, front_end_secret=secret,
         x_sendfile=api.boolean("x_sendfile", False), tar_max_files=api.integer("tar_max_files", 10000, 1),
         tar_max_bytes=api.integer("tar_max_bytes", 50 * 2**30, 1),

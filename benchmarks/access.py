@@ -19,20 +19,23 @@ import io
 import math
 import random
 import time
+from pathlib import Path
 
 from bench import fresh_database, tree_sizes, workspace  # first: it puts the package on sys.path
 from archive_daemon import db
 from archive_daemon.access import Facts, Rules, Schedule
 from archive_daemon.config import RootConfig, load_config
 from archive_daemon.recompute import recompute
-from archive_daemon.store import array_literal, copy_line
+from archive_daemon.store import array_literal, copy_line, rule_text
 from archive_daemon.visibility import VISIBLE
 
 RECOMPUTED = 100_000
 SAMPLE = 2000
 
 
-def synthetic_rows(n: int, root: str, rules: Rules):
+def synthetic_rows(n: int, root: str, root_path: Path, rules: Rules):
+    """Rows of files in night directories under root_path, made as needed (empty: the rules
+    look in them for override files, and decide nothing for a directory that is missing)."""
     rng = random.Random(3)
     today = dt.date.today()
     for i in range(n):
@@ -40,20 +43,21 @@ def synthetic_rows(n: int, root: str, rules: Rules):
         obs = dt.datetime.combine(night + dt.timedelta(days=1), dt.time(5), dt.timezone.utc)
         program = f"P{i % 500:03}"
         facts = Facts(f"{night:%Y-%m/%d}/cam/r{i:07}.fits", "Shane", "Kast", "object", program, obs, obs)
-        decision = rules.decide("/nonexistent", facts)
+        (root_path / facts.path).parent.mkdir(parents=True, exist_ok=True)
+        decision = rules.decide(str(root_path), facts)
         ra, dec = rng.uniform(0, 360), math.degrees(math.asin(rng.uniform(-1, 1)))
         yield copy_line((root, facts.path, 1000, obs, night, "Shane", "Kast", "object", program, obs,
                          ra, dec, f"({ra!r}d,{dec!r}d)", decision.public_date, array_literal(decision.grants),
-                         decision.rule, "object", ""))
+                         rule_text(decision), "object", ""))
 
 
-def load(url: str, n: int, rules: Rules) -> None:
+def load(url: str, n: int, rules: Rules, roots: Path) -> None:
     connection = db.create_engine(url).raw_connection()
     columns = ("root, path, size, mtime, night, telescope, instrument, frame_type, program, obs_start, ra, dec, "
                "pos, public_date, grants, access_rule, header_frame_type, header")
     with connection.cursor() as cursor:
         for root, count in (("r100k", RECOMPUTED), ("rest", n - RECOMPUTED)):
-            buffer = io.StringIO("".join(synthetic_rows(count, root, rules)))
+            buffer = io.StringIO("".join(synthetic_rows(count, root, roots / root, rules)))
             cursor.copy_expert(f"COPY files ({columns}) FROM STDIN", buffer)
         cursor.execute("ANALYZE files")
         cursor.execute("SELECT count(*) FILTER (WHERE public_date > now()) * 100.0 / count(*) FROM files")
@@ -62,15 +66,16 @@ def load(url: str, n: int, rules: Rules) -> None:
     connection.close()
 
 
-def one_by_one(url: str, config, rules: Rules) -> float:
+def one_by_one(url: str, rules: Rules, root: str, root_path: Path) -> float:
+    """Files/s of deciding, updating and committing one file at a time, on a sample of `root`."""
     connection = db.create_engine(url).raw_connection()
     with connection.cursor() as cursor:
         cursor.execute("SELECT id, path, telescope, instrument, header_frame_type, program, obs_start, mtime "
-                       "FROM files WHERE root = 'rest' LIMIT %s", (SAMPLE,))
+                       "FROM files WHERE root = %s LIMIT %s", (root, SAMPLE))
         selected = cursor.fetchall()
         start = time.perf_counter()
         for file_id, *facts in selected:
-            decision = rules.decide("/nonexistent", Facts(*facts))
+            decision = rules.decide(str(root_path), Facts(*facts))
             cursor.execute("UPDATE files SET public_date = %s, grants = %s, access_rule = %s WHERE id = %s",
                            (decision.public_date, list(decision.grants), decision.rule, file_id))
             connection.commit()
@@ -101,17 +106,18 @@ def main() -> None:
             config = dataclasses.replace(config, roots=())
             rules = Rules(config.access, Schedule(), config.keywords.frame_type_of)
             started = time.perf_counter()
-            load(url, n, rules)
+            load(url, n, rules, work / "roots")
             print(f"  loaded in {time.perf_counter() - started:.0f} s")
             longer = dataclasses.replace(config.access, proprietary_months=18)
             changed_rules = Rules(longer, Schedule(), config.keywords.frame_type_of)
-            changed_config = dataclasses.replace(config, access=longer, roots=(RootConfig(name="r100k", path=work / "none"),))
+            changed_config = dataclasses.replace(config, access=longer,
+                                                 roots=(RootConfig(name="r100k", path=work / "roots" / "r100k"),))
             connection = db.create_engine(url).raw_connection()
             started = time.perf_counter()
             seen, changed = recompute(connection, changed_config, changed_rules, root="r100k")
             elapsed = time.perf_counter() - started
             connection.close()
-            b = one_by_one(url, changed_config, changed_rules)
+            b = one_by_one(url, changed_rules, "rest", work / "roots" / "rest")
             print(f"  (a) recompute of {seen} files, {changed} changed: {elapsed:.1f} s "
                   f"({seen / elapsed:.0f} files/s; target under 30 s)")
             print(f"  (b) decide + UPDATE + commit one at a time:    {b:.0f} files/s "

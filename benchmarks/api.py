@@ -19,23 +19,20 @@ of tar, under 150 MB a worker.
 from __future__ import annotations
 
 import argparse
-import http.client
 import io
 import json
 import math
 import os
 import random
-import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 from bench import fresh_database, workspace  # first: it puts the package on sys.path
 from archive_daemon import db
 from archive_daemon.store import copy_line
-from archive_daemon.visibility import VISIBLE
+from searches import bare_sql, cones, through_api
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
@@ -68,75 +65,6 @@ def load_rows(url: str, n: int, root: Path) -> None:
 
 def _ts(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(epoch))
-
-
-def cones(count: int) -> list[tuple[float, float]]:
-    rng = random.Random(7)
-    return [(rng.uniform(0, 360), math.degrees(math.asin(rng.uniform(-0.95, 0.95)))) for _ in range(count)]
-
-
-def bare_sql(url: str, seconds: float) -> list[float]:
-    connection = db.create_engine(url).raw_connection()
-    where = f"f.pos <@ scircle(spoint(radians(%(ra)s), radians(%(dec)s)), radians(%(radius)s)) AND {VISIBLE}"
-    times, places = [], cones(100000)
-    deadline = time.monotonic() + seconds
-    with connection.cursor() as cursor:
-        for ra, dec in places:
-            start = time.monotonic()
-            args = {"ra": ra, "dec": dec, "radius": RADIUS, "principals": []}
-            cursor.execute(f"SELECT count(*) FROM files f WHERE {where}", args)
-            cursor.fetchone()
-            cursor.execute(f"SELECT f.id, f.root, f.path, f.size, f.mtime, f.night, f.instrument, f.telescope, "
-                           f"f.object, f.obs_start, f.obs_end, f.exptime, f.frame_type, f.filter, f.program, "
-                           f"f.ra, f.dec, f.public_date, f.obs_start, f.id FROM files f WHERE {where} "
-                           f"ORDER BY f.obs_start NULLS LAST, f.id LIMIT 101", args)
-            cursor.fetchall()
-            connection.commit()
-            times.append(time.monotonic() - start)
-            if time.monotonic() > deadline:
-                break
-    connection.close()
-    return times
-
-
-def through_api(port: int, seconds: float, clients: int) -> tuple[list[float], float]:
-    places = cones(100000)
-    times: list[float] = []
-    lock = threading.Lock()
-    deadline = time.monotonic() + seconds
-    rows = []
-
-    def client(offset: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        mine = []
-        for ra, dec in places[offset::clients]:
-            start = time.monotonic()
-            connection.request("GET", f"/api/v1/files?ra={ra:.5f}&dec={dec:.5f}&radius={RADIUS}")
-            response = connection.getresponse()
-            body = response.read()
-            mine.append(time.monotonic() - start)
-            if len(rows) < 200:
-                rows.append(len(json.loads(body)["results"]))
-            if time.monotonic() > deadline:
-                break
-        with lock:
-            times.extend(mine)
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - started
-    print(f"  (about {statistics.mean(rows):.0f} rows a search)")
-    return times, len(times) / elapsed
-
-
-def report(label: str, times: list[float], rate: float) -> None:
-    ordered = sorted(times)
-    p = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000  # noqa: E731
-    print(f"  {label}: {rate:7.0f} requests/s   p50 {p(.5):6.1f} ms   p99 {p(.99):6.1f} ms")
 
 
 def timed(command: list[str] | str) -> float:
@@ -176,13 +104,14 @@ def main() -> None:
         load_rows(url, args.rows, root)
         config_path = work / "config.yaml"
         config_path.write_text(f"roots:\n  - name: bench\n    path: {root}\n")
-        a = bare_sql(url, args.seconds)
-        report("(a) bare SQL, psycopg2 loop  ", a, len(a) / sum(a))
+        places = cones(100000, RADIUS)
+        a = bare_sql(url, places, args.seconds, clients=1)
+        print("  " + a.line("(a) bare SQL, psycopg2 loop  "))
         server = ApiServer(config_path, url, work / "gunicorn.log")
         try:
-            b, rate = through_api(server.port, args.seconds, args.clients)
-            report(f"(b) API, {args.clients} clients, gunicorn", b, rate)
-            print(f"  ratio b/a = {rate / (len(a) / sum(a)):.2f} (target >= 0.33)")
+            b = through_api(server.port, places, args.seconds, args.clients)
+            print("  " + b.line(f"(b) API, {args.clients} clients, gunicorn"))
+            print(f"  ratio b/a = {b.rate / a.rate:.2f} (target >= 0.33)")
             downloads(url, root, server, args.download_gb, args.tar_gb)
         finally:
             server.stop()

@@ -13,10 +13,15 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
 from archive_daemon import db  # noqa: E402
 from archive_daemon.devdb import DevDB  # noqa: E402
+
+
+class CommandFailed(RuntimeError):
+    """An archive-daemon command a benchmark ran exited with an error."""
 
 
 def tree_sizes(doc: str, default: int) -> list[int]:
@@ -60,21 +65,24 @@ def fresh_database(devdb: DevDB, name: str) -> str:
     return url
 
 
-def run_command(config: Path, url: str, *args: str) -> tuple[float, float, str]:
-    """Run archive-daemon ARGS: (seconds, peak MB of the process and its workers, summary line)."""
+def run_command(config: Path, url: str, *args: str, prelude: str = "") -> tuple[float, float, str]:
+    """Run archive-daemon ARGS: (seconds, peak MB of the process and its workers, its summary).
+
+    `prelude`: Python statements the process runs first; it imports this checkout's package
+    and, after it, the benchmark modules."""
     # The command's own peak is VmHWM: ru_maxrss of an exec'd process keeps the peak of the
     # process it was forked from (this script, which grows with N). Its workers are forked
     # without exec, so their ru_maxrss is theirs.
-    child = ("import json, resource, sys; from archive_daemon.cli import main; code = main(sys.argv[1:]); "
+    child = (f"{prelude}\nimport json, resource, sys; from archive_daemon.cli import main; code = main(sys.argv[1:]); "
              "hwm = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0]; "
              "print(json.dumps([hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]), file=sys.stderr); "
              "sys.exit(code)")
-    env = {**os.environ, "ARCHIVE_DATABASE_URL": url}
+    env = {**os.environ, "ARCHIVE_DATABASE_URL": url, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'benchmarks'}"}
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", child, "--config", str(config), *args],
                             capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
-        sys.exit(f"{args[0]} failed:\n{result.stdout}\n{result.stderr}")
+        raise CommandFailed(f"{args[0]} failed:\n{result.stdout}\n{result.stderr}")
     peak_kb = max(json.loads(result.stderr.strip().splitlines()[-1]))
-    return elapsed, peak_kb / 1024, result.stdout.strip().splitlines()[0]
+    return elapsed, peak_kb / 1024, "\n  ".join(result.stdout.strip().splitlines())

@@ -53,7 +53,9 @@ export async function loadFacets(form, params, filters) {
     const chosen = params.get(select.name) ?? "";
     const values = facets[select.name] || [];
     select.replaceChildren(new Option("any", ""));
-    for (const { value, count } of values) select.add(new Option(`${value} (${count})`, value));
+    for (const { value, count, count_exact } of values) {
+      select.add(new Option(`${value} (${count_exact === false ? "~" : ""}${count})`, value));
+    }
     if (chosen && !values.some((v) => v.value.toLowerCase() === chosen.toLowerCase())) {
       select.add(new Option(chosen, chosen));
     }

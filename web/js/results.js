@@ -65,9 +65,11 @@ export function render(table, page, { columns, sorts, sort, onSort, extra }) {
   }));
 }
 
+// A broad search's count is the API's estimate (count_exact false), and says so.
 export function showCount(element, page) {
   const n = page.count;
-  element.textContent = n === 1 ? "1 file" : `${n.toLocaleString("en")} files`;
+  const about = page.count_exact === false ? "about " : "";
+  element.textContent = n === 1 ? "1 file" : `${about}${n.toLocaleString("en")} files`;
 }
 
 // The next page's query string (the API's own link may name another host behind a proxy:
