@@ -21,11 +21,15 @@ from api import counts, search
 from api.params import Params
 
 
+def places(count: int, seed: int = 7) -> list[tuple[float, float]]:
+    """Random places (RA, DEC in degrees) spread evenly over the sky, the same in every run."""
+    rng = random.Random(seed)
+    return [(rng.uniform(0, 360), math.degrees(math.asin(rng.uniform(-0.95, 0.95)))) for _ in range(count)]
+
+
 def cones(count: int, radius: float, seed: int = 7) -> list[str]:
     """Query strings of cone searches at random places (the same in every run)."""
-    rng = random.Random(seed)
-    return [f"ra={rng.uniform(0, 360):.5f}&dec={math.degrees(math.asin(rng.uniform(-0.95, 0.95))):.5f}"
-            f"&radius={radius:.5f}" for _ in range(count)]
+    return [f"ra={ra:.5f}&dec={dec:.5f}&radius={radius:.5f}" for ra, dec in places(count, seed)]
 
 
 def radius_for(rows: int, matches: float) -> float:

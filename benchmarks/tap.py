@@ -25,7 +25,6 @@ import os
 import random
 import re
 import statistics
-import sys
 import threading
 import time
 import traceback
@@ -38,6 +37,8 @@ from archive_daemon.config import IvoaConfig
 
 from api.ivoa import query
 from api.ivoa.session import published
+
+import searches
 
 
 def _sibling(name: str):
@@ -292,7 +293,7 @@ def main() -> None:
         print(f"  loaded in {time.monotonic() - started:.0f} s ({load()})", flush=True)
         config_path = work / "config.yaml"
         config_path.write_text(f"roots:\n  - name: bench\n    path: {root}\n")
-        places = api_bench.cones(20000)
+        places = searches.places(20000)
         cone_adql = [CONE.format(ra=ra, dec=dec) for ra, dec in places]
         hour_adql = [HOUR.format(start=start, end=end) for start, end in hours(5000)]
         server = start_server(config_path, url, work / "gunicorn.log")
