@@ -19,6 +19,7 @@ from archive_daemon import db
 from archive_daemon.config import ApiConfig
 from api import counts, search
 from api.params import Params
+from bench import percentile
 
 
 def places(count: int, seed: int = 7) -> list[tuple[float, float]]:
@@ -83,8 +84,7 @@ class Load:
 
     def percentile(self, q: float) -> float:
         """Milliseconds."""
-        ordered = sorted(self.times)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else math.nan
+        return percentile(self.times, q) * 1000 if self.times else math.nan
 
     def line(self, label: str) -> str:
         errors = f"   errors: {self.errors}" if self.errors else ""
