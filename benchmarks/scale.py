@@ -385,6 +385,8 @@ def part_ingest(run: Run) -> None:
         cursor.execute("SELECT pg_total_relation_size('files') / count(*) FROM files")
         print(f"      on disk, table, TOAST and indexes: {cursor.fetchone()[0]:.0f} bytes a file")
     connection.close()
+    start_up, _, _ = run_command(config, url, "ingest", str(paths[0]))
+    print(f"      of which start-up (the same command for one unchanged file): {start_up:.1f} s")
     if run.url:
         elapsed, _, line = run_command(config, run.url, "ingest", str(tree))
         at_scale = n / elapsed
