@@ -399,4 +399,7 @@ def test_votlint_finds_nothing_wrong(server, tmp_path, path, params):
     document = tmp_path / "answer.xml"
     document.write_bytes(server.get(path, params=params).content)
     report = subprocess.run(["stilts", "votlint", f"votable={document}"], capture_output=True, text=True, timeout=120)
-    assert report.returncode == 0 and not report.stdout.strip(), report.stdout + report.stderr
+    # Errors and warnings; newer STILTS also notes (INFO) that ObsCore's own xtype for
+    # s_region, adql:REGION, is not one of DALI's.
+    complaints = [line for line in report.stdout.splitlines() if not line.startswith("INFO ")]
+    assert report.returncode == 0 and not complaints, report.stdout + report.stderr
