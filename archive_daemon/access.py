@@ -62,6 +62,8 @@ class Decision:
     grants: tuple[str, ...]
     frame_type: str | None              # an override's obstype, else the header's
     rule: str                           # which rule decided, in words
+    night: dt.date                      # the observing night (night.py)
+    night_note: str | None = None       # set when the night is only the modification time's guess
     notes: list[str] = field(default_factory=list)
     directory_missing: bool = False     # nothing could be read: a recompute keeps the old decision
 
@@ -86,13 +88,20 @@ class Rules:
         self.frame_type_of = frame_type_of
         self.root_zones = root_zones or {}  # root path -> the root's own time zone
         self.overrides = OverrideCache(config.rule_file_max_bytes)
+        # Pure functions of the configuration, asked for every file: remembered per key.
+        self._zones: dict[tuple, zoneinfo.ZoneInfo] = {}
+        self._public: dict[tuple, dt.datetime] = {}
 
     def rule_source(self, root_path: str, directory: str) -> Overrides:
         """The override file in force in a directory of a root, refused unless an allowed owner's."""
         return self.overrides.get(directory, lambda: owners_under(root_path, self.config.rule_file_owners))
 
     def timezone(self, telescope: str | None, root_path: str | None = None) -> zoneinfo.ZoneInfo:
-        return site_zone(self.config, self.root_zones.get(root_path), telescope)
+        key = (telescope, root_path)
+        zone = self._zones.get(key)
+        if zone is None:
+            zone = self._zones[key] = site_zone(self.config, self.root_zones.get(root_path), telescope)
+        return zone
 
     def night(self, root_path: str, facts: Facts) -> tuple[dt.date, str | None]:
         """The file's observing night, and a note when it is a guess."""
@@ -109,17 +118,24 @@ class Rules:
 
     def public_date(self, root_path: str, facts: Facts, night: dt.date, programs: tuple[str, ...]) -> dt.datetime:
         """Noon local time after the night, `months` later."""
-        day = add_months(night + dt.timedelta(days=1), self.months(facts, programs))
-        zone = self.timezone(facts.telescope, root_path)
-        return dt.datetime(day.year, day.month, day.day, 12, tzinfo=zone).astimezone(UTC)
+        key = (night, programs, facts.instrument, facts.telescope, root_path)
+        when = self._public.get(key)
+        if when is None:
+            day = add_months(night + dt.timedelta(days=1), self.months(facts, programs))
+            zone = self.timezone(facts.telescope, root_path)
+            when = self._public[key] = dt.datetime(day.year, day.month, day.day, 12, tzinfo=zone).astimezone(UTC)
+        return when
 
-    def decide(self, root_path: str, facts: Facts) -> Decision:
+    def decide(self, root_path: str, facts: Facts, overrides: Overrides | None = None) -> Decision:
+        """The file's decision and night; `overrides`: its directory's rule source, when the
+        caller has it at hand (a bulk recompute looks each directory up once)."""
         directory, name = os.path.split(os.path.join(root_path, facts.path))
-        overrides = self.rule_source(root_path, directory)
-        if overrides.error:
-            return Decision(None, (), facts.frame_type, "rules unreadable: not public",
-                            [f"access: {overrides.error}"], overrides.missing)
+        if overrides is None:
+            overrides = self.rule_source(root_path, directory)
         night, note = self.night(root_path, facts)
+        if overrides.error:
+            return Decision(None, (), facts.frame_type, "rules unreadable: not public", night, note,
+                            [f"access: {overrides.error}"], overrides.missing)
         notes = [f"access: {note}"] if note else []
         frame_type = facts.frame_type
         obstype = overrides.last("obstype", name)
@@ -131,7 +147,7 @@ class Rules:
         def decided(rule: str, grants=(), public=False) -> Decision:
             owners = tuple(g for g in grants if g in scheduled or g == facts.program) or scheduled
             when = ALWAYS if public else self.public_date(root_path, facts, night, owners)
-            return Decision(when, tuple(sorted(set(grants))), frame_type, rule, notes)
+            return Decision(when, tuple(sorted(set(grants))), frame_type, rule, night, note, notes)
 
         if access is not None:
             if "public" in access.values:

@@ -28,8 +28,11 @@ class AccessFollower:
     Directories whose rules cannot be used (their files readable by staff only) show in
     `warnings` (STATUS) under "rules"."""
 
-    def __init__(self, config: Config, warnings: dict[str, str], on_progress, clock=time.monotonic):
+    def __init__(self, config: Config, warnings: dict[str, str], on_progress, url: str | None = None,
+                 clock=time.monotonic):
+        """`url`: the database's, for the connections a recompute of every file writes with."""
         self.config, self.warnings, self.on_progress, self.clock = config, warnings, on_progress, clock
+        self.url = url
         self.version: int | None = None
         self.rules: Rules | None = None
         self.next_check = 0.0
@@ -84,6 +87,6 @@ class AccessFollower:
         """Decide again for every file if the archive's decisions were made with other settings."""
         if not settings_changed(connection, self.config):
             return
-        seen, changed = decide_all(connection, self.config, self.rules, on_progress=self.on_progress)
+        seen, changed = decide_all(connection, self.config, self.rules, on_progress=self.on_progress, url=self.url)
         log.info("access settings changed: decided again for %d files, %d changed", seen, changed)
         self._warn_unusable(connection)

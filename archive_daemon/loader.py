@@ -3,13 +3,12 @@
 Only new and changed files are read; the scan/database merge in `watcher` decides which.
 Header parsing is CPU-bound, so it runs in a pool of processes fed a bounded number of
 chunks at a time (memory stays flat however large the tree), while this process writes
-the finished rows to PostgreSQL in batches.
+the finished rows to PostgreSQL in batches. What a reader does with one file is filerow.py.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
 import sys
 import threading
@@ -17,11 +16,8 @@ from dataclasses import dataclass, field
 from multiprocessing import resource_tracker
 from typing import Callable, Iterable, Iterator
 
-from . import access, previewcache, rulesources, store
+from . import access, rulesources, store
 from .config import Config, RootConfig
-from .fitsfile import CARD, BadFile, Vanished, read_headers
-from .fitsmeta import extract
-from .skypos import spoint_literal, spoly_literal
 from .deletions import guard
 from .recompute import decide_directory
 from .rulefile import DEFAULT_MAX_BYTES
@@ -78,71 +74,6 @@ class Summary:
             print(f"  rules unusable, files there readable by staff only: {error}", file=out)
 
 
-def load_row(root: RootConfig, entry: DiskEntry, config: Config, rules: access.Rules) -> tuple:
-    """The database row of one file (store.FILE_COLUMNS order); raises BadFile or Vanished."""
-    if entry.refusal:
-        raise BadFile(entry.refusal)  # the scan saw a link or a special file: never opened
-    try:
-        entry.path.encode("utf-8")
-    except UnicodeEncodeError:  # os.fsdecode keeps such bytes as lone surrogates
-        raise BadFile("the file name is not valid UTF-8") from None
-    headers = read_headers(str(root.path), entry.path)
-    meta = extract(headers, entry.path, config.instruments, config.keywords)
-    header_text = kept_header(headers.text, config.ingest.max_header_cards, meta.notes)
-    mtime = store.mtime_of(entry.mtime_us)
-    facts = access.Facts(entry.path, meta.telescope, meta.instrument, meta.frame_type, meta.program,
-                         meta.obs_start, mtime)
-    decision = rules.decide(str(root.path), facts)
-    night, guess = rules.night(str(root.path), facts)
-    if guess:
-        meta.notes.append(guess)
-    return (
-        root.name, entry.path, entry.size, mtime, night, meta.instrument, meta.telescope,
-        meta.object, meta.obs_start, meta.obs_end, meta.date_source, meta.exptime, decision.frame_type,
-        meta.filter, meta.program, meta.ra, meta.dec,
-        None if meta.ra is None or meta.dec is None else spoint_literal(meta.ra, meta.dec),
-        spoly_literal(meta.footprint) if meta.footprint else None,
-        decision.public_date, header_text, "; ".join(meta.notes) or None,
-        store.array_literal(decision.grants), store.rule_text(decision), meta.frame_type,
-        store.integers_literal(meta.naxis),
-    )
-
-
-def kept_header(text: str, max_cards: int, notes: list[str]) -> str:
-    """The header as stored: its first `max_cards` cards (ingest.max_header_cards), the cut noted."""
-    cards = len(text) // CARD
-    if cards <= max_cards:
-        return text
-    notes.append(f"header: {cards} cards, the first {max_cards} kept (ingest.max_header_cards)")
-    return text[:max_cards * CARD]
-
-
-def _load_chunk(root: RootConfig, chunk: list[tuple[str, DiskEntry]], config: Config, rules: access.Rules) -> list:
-    results = []
-    for kind, entry in chunk:
-        try:
-            results.append((kind, entry, store.copy_line(load_row(root, entry, config, rules)), None))
-            if config.ingest.previews:
-                _prerender(root, entry, config)
-        except Vanished:
-            results.append(("gone", entry, None, None))
-        except BadFile as exc:
-            results.append((kind, entry, None, str(exc)))
-        except Exception as exc:  # a bug must cost one file, never the run
-            results.append((kind, entry, None, f"internal error reading the file: {type(exc).__name__}: {exc}"))
-    return results
-
-
-def _prerender(root: RootConfig, entry: DiskEntry, config: Config) -> None:
-    """The file's previews, rendered now (ingest.previews) so that the first view is instant.
-    A file that cannot be drawn is still archived: the API answers its preview with a 404."""
-    cache = previewcache.PreviewCache(config.api.preview_cache_dir, config.api.preview_cache_bytes)
-    try:
-        previewcache.prerender(cache, os.path.join(root.path, entry.path), config.ingest.previews)
-    except Exception:  # noqa: BLE001 - whatever astropy raises on odd data, the row stands
-        pass
-
-
 _worker_state: list = []
 
 
@@ -154,7 +85,14 @@ def _init_worker(config: Config, rules: access.Rules) -> None:
 
 def _worker_chunk(task):
     root, chunk = task
-    return _load_chunk(root, chunk, *_worker_state)
+    return _read(root, chunk, *_worker_state)
+
+
+def _read(root: RootConfig, chunk: list, config: Config, rules: access.Rules) -> list:
+    # Imported at the first header read, not before: astropy takes a third of a second to
+    # import, which forked readers spend side by side while this process scans.
+    from .filerow import load_chunk
+    return load_chunk(root, chunk, config, rules)
 
 
 class _Gate:
@@ -239,7 +177,7 @@ class HeaderReaders:
         kind "gone" (and neither line nor reason) for a file deleted before it was read."""
         if self._pool is None:
             for _, chunk in _chunks(root, todo, CHUNK, None):
-                yield from _load_chunk(root, chunk, self.config, self.rules)
+                yield from _read(root, chunk, self.config, self.rules)
             return
         # Enough work in flight for the workers to go on while a batch is being written.
         gate = _Gate(max(self.workers * CHUNKS_PER_WORKER, 2 * self.config.ingest.batch_size // CHUNK))

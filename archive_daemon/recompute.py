@@ -7,25 +7,35 @@ archive follows the configuration in force, however it got there: a reload, a re
 code and configuration shipped together.
 
 Rows are streamed in id order, decided in this process (a few microseconds a file: no
-header is read, everything the rules need is in the row), and only the rows whose
-decision changed are written back, a few thousand per statement.
+header is read, everything the rules need is in the row, and each directory's rule source
+is looked up once), and only the rows whose decision changed are written back, a few
+thousand per statement. Every changed row is a new row version in each of the table's
+indexes, which costs PostgreSQL more than the deciding costs here: a bulk recompute given
+the database's URL hands those writes to WRITERS connections of its own, each chunk its
+own transaction, while this thread goes on deciding.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
 import json
 import os
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Callable, Iterable
 
-from . import rulesources
+import psycopg2
+
+from . import db, rulesources
 from .access import Facts, Rules
 from .config import Config
 from .store import array_literal, copy_line, prefix_clause, rule_text
 
 CHUNK = 5000
+WRITERS = 2  # connections writing changed decisions in a bulk recompute: PostgreSQL's share of the work
 # What access.Facts needs of a row, after the path, in its order.
 FACT_COLUMNS = "telescope, instrument, header_frame_type, program, obs_start, mtime"
 
@@ -57,48 +67,54 @@ def _where(root: str | None, night, prefix: str | None, ids: Iterable[int] | Non
 
 def recompute(connection, config: Config, rules: Rules, root: str | None = None, night=None,
               prefix: str | None = None, ids: Iterable[int] | None = None, without_night: bool = False,
-              directory: str | None = None,
-              on_progress: Callable[[], None] = lambda: None) -> tuple[int, int]:
+              directory: str | None = None, on_progress: Callable[[], None] = lambda: None,
+              url: str | None = None) -> tuple[int, int]:
     """Decide again, and find the night again, for the selected files (`without_night`: those
     with no night yet); returns (files looked at, files changed).
 
     `directory` selects the files directly in one directory (of `root`). A file whose
     directory is missing (a mount away) keeps its decision: nothing can be read about it.
     `on_progress` is called every few thousand files (the daemon pings its watchdog there).
+    With `url` (the database's), changes are written by connections of their own as they
+    are found, a chunk a transaction; else in this connection's transaction.
     """
     roots = {r.name: str(r.path) for r in config.roots}
     where, params = _where(root, night, prefix, ids, without_night, directory)
+    sources: dict[str, object] = {}  # directory -> its rule source, read once in this pass
     seen = changed = 0
     pending: list[str] = []
-    with connection.cursor(name="recompute") as reading, connection.cursor() as writing:
+    with connection.cursor(name="recompute") as reading, _writer(connection, url) as write:
         reading.itersize = CHUNK
         reading.execute(f"""
             SELECT id, root, path, {FACT_COLUMNS}, public_date, grants, frame_type, access_rule, night
             FROM files WHERE {where} ORDER BY id""", params)
-        writing.execute("""
-            CREATE TEMPORARY TABLE IF NOT EXISTS decided (
-                id bigint, public_date timestamptz, grants text[], frame_type text, access_rule text, night date
-            ) ON COMMIT DELETE ROWS""")
         for (file_id, file_root, path, telescope, instrument, header_type, program, obs_start, mtime,
              public_date, grants, frame_type, rule, stored_night) in reading:
             seen += 1
             if seen % CHUNK == 0:
                 on_progress()
-            if file_root not in roots:
+            root_path = roots.get(file_root)
+            if root_path is None:
                 continue  # a root no longer configured: its rows keep their last decision
+            folder = os.path.dirname(os.path.join(root_path, path))
+            overrides = sources.get(folder)
+            if overrides is None:
+                overrides = sources[folder] = rules.rule_source(root_path, folder)
             facts = Facts(path, telescope, instrument, header_type, program, obs_start, mtime)
-            decision = rules.decide(roots[file_root], facts)
+            decision = rules.decide(root_path, facts, overrides)
             if decision.directory_missing:
                 continue
             new = (decision.public_date, list(decision.grants), decision.frame_type, rule_text(decision),
-                   rules.night(roots[file_root], facts)[0])
+                   decision.night)
             if new != (public_date, sorted(grants), frame_type, rule, stored_night):
                 changed += 1
                 pending.append(copy_line((file_id, decision.public_date, array_literal(decision.grants),
                                           decision.frame_type, new[3], new[4])))
             if len(pending) >= CHUNK:
-                _write(writing, pending)
-        _write(writing, pending)
+                write(pending)
+                pending = []
+        if pending:
+            write(pending)
     connection.commit()
     return seen, changed
 
@@ -122,11 +138,12 @@ def settings_changed(connection, config: Config) -> bool:
     return stored != settings_fingerprint(config)
 
 
-def decide_all(connection, config: Config, rules: Rules,
-               on_progress: Callable[[], None] = lambda: None) -> tuple[int, int]:
+def decide_all(connection, config: Config, rules: Rules, on_progress: Callable[[], None] = lambda: None,
+               url: str | None = None) -> tuple[int, int]:
     """Decide again for every file, and read every recorded rule source again (a new size cap
-    or owner list changes which ones fail); then note these settings as those followed."""
-    seen, changed = recompute(connection, config, rules, on_progress=on_progress)
+    or owner list changes which ones fail); then note these settings as those followed.
+    `url`: as for recompute."""
+    seen, changed = recompute(connection, config, rules, on_progress=on_progress, url=url)
     roots = {r.name: str(r.path) for r in config.roots}
     with connection.cursor() as cursor:
         cursor.execute("SELECT root, directory FROM rule_sources ORDER BY 1, 2")
@@ -156,13 +173,58 @@ def decide_directory(connection, config: Config, rules: Rules, root: str, direct
     return seen, changed, overrides.error
 
 
+_DECIDED = """CREATE TEMPORARY TABLE IF NOT EXISTS decided (
+    id bigint, public_date timestamptz, grants text[], frame_type text, access_rule text, night date
+) ON COMMIT DELETE ROWS"""
+
+
 def _write(cursor, lines: list[str]) -> None:
-    if not lines:
-        return
+    cursor.execute(_DECIDED)
     cursor.copy_expert("COPY decided FROM STDIN", io.StringIO("".join(lines)))
     cursor.execute("""
         UPDATE files f SET public_date = d.public_date, grants = d.grants, frame_type = d.frame_type,
                            access_rule = d.access_rule, night = d.night
         FROM decided d WHERE f.id = d.id""")
     cursor.execute("TRUNCATE decided")
-    lines.clear()
+
+
+@contextlib.contextmanager
+def _writer(connection, url: str | None):
+    """A function that writes a chunk of changed decisions (COPY lines of `decided`)."""
+    if url is None:
+        with connection.cursor() as cursor:
+            yield lambda lines: _write(cursor, lines)
+        return
+    local = threading.local()
+    opened: list = []
+    lock = threading.Lock()
+
+    def write_committed(lines: list[str]) -> None:
+        own = getattr(local, "connection", None)
+        if own is None:
+            own = local.connection = psycopg2.connect(db.libpq_url(url))
+            with lock:
+                opened.append(own)
+        with own.cursor() as cursor:
+            _write(cursor, lines)
+        own.commit()
+
+    in_flight: set[Future] = set()
+
+    def submit(lines: list[str]) -> None:
+        while len(in_flight) >= 2 * WRITERS:  # a bounded backlog: memory stays flat
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            in_flight.difference_update(done)
+            for future in done:
+                future.result()  # a failed write fails the recompute
+        in_flight.add(pool.submit(write_committed, lines))
+
+    pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="recompute-writer")
+    try:
+        yield submit
+        for future in in_flight:
+            future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for own in opened:
+            own.close()

@@ -43,7 +43,7 @@ class Service:
         self.link = Link(url)
         self.watches = Watches(url, self.warnings)
         self.feeder = Feeder(config)
-        self.access = AccessFollower(config, self.warnings, self.notifier.watchdog)
+        self.access = AccessFollower(config, self.warnings, self.notifier.watchdog, url)
         self.active = False          # this daemon is the leader (its watches run)
         self.stop_requested = False
         self.reload_requested = False

@@ -114,7 +114,7 @@ def main() -> None:
                                                  roots=(RootConfig(name="r100k", path=work / "roots" / "r100k"),))
             connection = db.create_engine(url).raw_connection()
             started = time.perf_counter()
-            seen, changed = recompute(connection, changed_config, changed_rules, root="r100k")
+            seen, changed = recompute(connection, changed_config, changed_rules, root="r100k", url=url)
             elapsed = time.perf_counter() - started
             connection.close()
             b = one_by_one(url, changed_rules, "rest", work / "roots" / "rest")

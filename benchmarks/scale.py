@@ -334,11 +334,11 @@ def part_recompute(run: Run) -> None:
     rules = Rules(config.access, Schedule(), config.keywords.frame_type_of)
     connection = run.connect()
     started = time.perf_counter()
-    seen, changed = recompute(connection, config, rules, root="nickel")
+    seen, changed = recompute(connection, config, rules, root="nickel", url=run.url)
     elapsed = time.perf_counter() - started
     per_million = elapsed * MILLION / seen
     started = time.perf_counter()
-    recompute(connection, config, rules, root="nickel")
+    recompute(connection, config, rules, root="nickel", url=run.url)
     again = time.perf_counter() - started
     b = one_by_one(run.url, rules, "nickel", run.archive.roots["nickel"])
     print(f"  (a) recompute of root nickel after its period went from 12 to 18 months: {seen} files, {changed} "

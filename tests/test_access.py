@@ -448,3 +448,31 @@ def test_scan_problems_cover_a_directory_and_what_is_below_it_only():
     assert problems.covers("2024-03/04") and problems.covers("2024-03/04/cam/r.fits")
     assert not problems.covers("2024-03/040/cam/r.fits") and not problems.covers("2024-03/0")
     assert ScanProblems([("", "gone")]).covers("anything") and not ScanProblems().covers("x")
+
+
+def test_a_bulk_recompute_writes_through_connections_of_its_own_chunk_by_chunk(engine, tmp_path, archive_root,
+                                                                               database_url, monkeypatch):
+    """Given the database's URL (as `access recompute` and the daemon give it), the changed
+    decisions of many chunks are written by other connections while deciding goes on, and
+    every file ends as deciding it alone would leave it."""
+    from archive_daemon import recompute as bulk
+    monkeypatch.setattr(bulk, "CHUNK", 40)
+    (archive_root / NIGHT / "cam").mkdir(parents=True)
+    connection = engine.raw_connection()
+    with connection.cursor() as cursor:
+        cursor.execute("""
+            INSERT INTO files (root, path, size, mtime, header, telescope, instrument, program, obs_start)
+            SELECT 'data', %s || lpad(i::text, 4, '0') || '.fits', 2880, now(), '', 'Shane', 'Kast',
+                   'P' || (i %% 7), %s::date + interval '29 hours'
+            FROM generate_series(1, 500) i""", (f"{NIGHT}/cam/r", ISO))
+    connection.commit()
+    for months, url in ((24, database_url), (12, None), (24, database_url)):
+        config = load_config(str(write_config(tmp_path, archive_root, access={"proprietary_months": months})))
+        rules = Rules(config.access, Schedule(), config.keywords.frame_type_of)
+        assert bulk.recompute(connection, config, rules, url=url) == (500, 500)
+        expected = rules.decide(str(archive_root), Facts(f"{NIGHT}/cam/r0001.fits", "Shane", "Kast", None, "P1",
+                                                         dt.datetime.combine(RECENT, dt.time(5), dt.timezone.utc)
+                                                         + dt.timedelta(days=1), dt.datetime.now(dt.timezone.utc)))
+        stored = {(r["public_date"], tuple(r["grants"]), r["night"]) for r in rows(engine).values()}
+        assert stored == {(expected.public_date, (f"P{i}",), RECENT) for i in range(7)}
+    connection.close()

@@ -1,10 +1,13 @@
 """Light commands start without the libraries that only the heavy ones need."""
 
+import os
 import subprocess
 import sys
 
 import pytest
 
+from conftest import write_config
+from fitsmaker import image
 from test_cli import ARCHIVE
 
 # What reading FITS files, talking to the database and watching directories load: a
@@ -44,3 +47,19 @@ def test_a_bad_configuration_is_told_without_loading_the_database_layer(tmp_path
     code, names = imported("--config", str(config), "devdb", "status")
     assert code == 2
     assert names.isdisjoint(HEAVY), sorted(names & HEAVY)
+
+
+def test_an_ingest_with_nothing_to_read_never_loads_the_fits_libraries(database_url, tmp_path, archive_root):
+    """The process that scans and writes leaves astropy to the header readers: a reconcile
+    of an unchanged tree (the daemon's hourly pass, a re-run ingest) starts without it."""
+    image(archive_root / "2024-03/04/cam/a.fits")
+    config = write_config(tmp_path, archive_root)
+    env = {**os.environ, "ARCHIVE_DATABASE_URL": database_url}
+    env.pop("ARCHIVE_CONFIG", None)
+    code, names = imported("--config", str(config), "ingest", str(archive_root), env=env)
+    assert code == 0 and "astropy" in names  # the first ingest reads the header
+    for workers in ("1", "2"):
+        code, names = imported("--config", str(config), "ingest", str(archive_root), "--workers", workers, env=env)
+        assert code == 0
+        assert "archive_daemon" in names and "psycopg2" in names
+        assert names.isdisjoint({"astropy", "numpy", "PIL"}), sorted(names & {"astropy", "numpy", "PIL"})

@@ -14,20 +14,20 @@ from ..recompute import FACT_COLUMNS, decide_all, recompute
 from ..schedule import current_rules
 from ..store import failure_path, rule_text
 from . import UsageError
-from .database import connect
+from .database import connect, database_url
 
 
 def cmd_access(config: Config, args) -> int:
-    connection = connect(config)
+    connection, url = connect(config), database_url(config)
     rules = current_rules(connection, config)
     if args.action == "recompute":
         if args.root:
             config.root(args.root)
         night = _date(args.night) if args.night else None
         if args.root or night:
-            seen, changed = recompute(connection, config, rules, root=args.root, night=night)
+            seen, changed = recompute(connection, config, rules, root=args.root, night=night, url=url)
         else:  # every file: the archive now follows these settings
-            seen, changed = decide_all(connection, config, rules)
+            seen, changed = decide_all(connection, config, rules, url=url)
         print(f"access recomputed: {seen} files, {changed} changed")
         return 0
     root, rel = config.root_for(Path(os.path.abspath(args.path)))
@@ -39,7 +39,7 @@ def cmd_access(config: Config, args) -> int:
         raise UsageError(f"{args.path}: not in the archive (root {root.name}, path {rel})")
     facts = Facts(rel, *row[:6])
     decision = rules.decide(str(root.path), facts)
-    night = rules.night(str(root.path), facts)[0]
+    night = decision.night
     public = decision.public_date.isoformat() if decision.public_date else "never (until the rule is fixed)"
     print(f"{root.name}/{rel}")
     print(f"  night:       {night}")

@@ -39,7 +39,8 @@ def cmd_db(config: Config, args) -> int:
     # A migration cannot see the configured time zones: it leaves the nights it cannot
     # know empty, and they are found here (see migrations/versions/0004_local_nights.py).
     connection = engine.raw_connection()
-    seen, changed = recompute(connection, config, current_rules(connection, config), without_night=True)
+    seen, changed = recompute(connection, config, current_rules(connection, config), without_night=True,
+                              url=database_url(config))
     ivoaterms.write(connection, config.ivoa)  # the ObsCore terms of this configuration
     if seen:
         print(f"nights found for {changed} of {seen} files without one")
