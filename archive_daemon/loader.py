@@ -8,6 +8,8 @@ the finished rows to PostgreSQL in batches. What a reader does with one file is 
 
 from __future__ import annotations
 
+import importlib
+import itertools
 import multiprocessing
 import signal
 import sys
@@ -90,7 +92,7 @@ def _worker_chunk(task):
 
 def _read(root: RootConfig, chunk: list, config: Config, rules: access.Rules) -> list:
     # Imported at the first header read, not before: astropy takes a third of a second to
-    # import, which forked readers spend side by side while this process scans.
+    # import, which a load with nothing to read never spends.
     from .filerow import load_chunk
     return load_chunk(root, chunk, config, rules)
 
@@ -156,9 +158,12 @@ def _stop_resource_tracker() -> None:
 
 
 class HeaderReaders:
-    """The processes that read headers: one per worker, forked once and reused by every load.
+    """The processes that read headers: one per worker, started once and reused by every load.
 
-    With one worker, headers are read in this process.
+    With one worker, headers are read in this process. Forked readers start with the first
+    file to read, after this process imported the reading code (astropy) for them all: a
+    load with nothing to read never imports it. Spawned readers (the daemon's) start at once,
+    ready for the first file.
     """
 
     def __init__(self, config: Config, workers: int, rules: access.Rules, start_method: str = "fork"):
@@ -167,22 +172,35 @@ class HeaderReaders:
         self.config = config
         self.rules = rules
         self.workers = workers
+        self.start_method = start_method
         self._pool = None
-        if workers > 1:
-            self._pool = multiprocessing.get_context(start_method).Pool(workers, initializer=_init_worker,
-                                                                        initargs=(config, rules))
+        if workers > 1 and start_method != "fork":
+            self._start()
+
+    def _start(self) -> None:
+        if self.start_method == "fork":  # imported once here, inherited by every reader
+            importlib.import_module(f"{__package__}.filerow")
+        self._pool = multiprocessing.get_context(self.start_method).Pool(
+            self.workers, initializer=_init_worker, initargs=(self.config, self.rules))
 
     def load(self, root: RootConfig, todo: Iterable[tuple[str, DiskEntry]]) -> Iterator[tuple]:
         """(kind, entry, COPY line or None, failure reason or None) for each file, in any order;
         kind "gone" (and neither line nor reason) for a file deleted before it was read."""
-        if self._pool is None:
+        todo = iter(todo)
+        if self.workers <= 1:
             for _, chunk in _chunks(root, todo, CHUNK, None):
                 yield from _read(root, chunk, self.config, self.rules)
             return
+        if self._pool is None:
+            first = next(todo, None)
+            if first is None:
+                return
+            todo = itertools.chain([first], todo)
+            self._start()
         # Enough work in flight for the workers to go on while a batch is being written.
         gate = _Gate(max(self.workers * CHUNKS_PER_WORKER, 2 * self.config.ingest.batch_size // CHUNK))
         try:
-            for results in self._pool.imap_unordered(_worker_chunk, _chunks(root, iter(todo), CHUNK, gate)):
+            for results in self._pool.imap_unordered(_worker_chunk, _chunks(root, todo, CHUNK, gate)):
                 gate.leave()
                 yield from results
         finally:  # finished, or abandoned: either way nothing more is to be fed

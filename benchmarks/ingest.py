@@ -164,10 +164,12 @@ def main() -> None:
             url = fresh_database(devdb, f"bench{n}")
             config = work / f"config{n}.yaml"
             config.write_text(f"roots:\n  - name: bench\n    path: {root}\n")
-            elapsed, peak_b, line = run_command(config, url, "ingest", str(root))
+            ran = run_command(config, url, "ingest", str(root))
+            elapsed, peak_b, line = ran.elapsed, ran.peak_mb, ran.summary
             b = n / elapsed
             c = peer_baseline(url, root, sample)
-            elapsed_d, peak_d, line_d = run_command(config, url, "ingest", str(root))
+            ran = run_command(config, url, "ingest", str(root))
+            elapsed_d, peak_d, line_d = ran.elapsed, ran.peak_mb, ran.summary
             d = n / elapsed_d
             print(f"  {line}\n  {line_d}")
             print(f"  (a) astropy getheader, 1 process, no database: {a:8.0f} files/s")

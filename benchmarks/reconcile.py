@@ -97,7 +97,8 @@ def main() -> None:
             config = work / f"config{n}.yaml"
             config.write_text(f"roots:\n  - name: bench\n    path: {root}\n")
             a = bare_walk(root)
-            elapsed, peak, line = run_command(config, url, "reconcile")
+            ran = run_command(config, url, "reconcile")
+            elapsed, peak, line = ran.elapsed, ran.peak_mb, ran.summary
             paths = random.Random(1).sample([e.path for e in entries(root)], min(SAMPLE, n))
             c = peer_baseline(url, root, paths)
             b = n / elapsed

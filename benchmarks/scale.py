@@ -44,6 +44,7 @@ import dataclasses
 import datetime as dt
 import io
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -305,7 +306,8 @@ def part_reconcile(run: Run) -> None:
                f"datetime.date.fromisoformat({archive.last_night.isoformat()!r}))\n"
                f"names = {{p: n for n, p in {_paths(archive)!r}.items()}}\n"
                f"loader.scan = lambda root, prefix, *rest, **options: archive.listing(names[root])")
-    elapsed, peak, line = run_command(run.config_path, run.url, "reconcile", prelude=prelude)
+    ran = run_command(run.config_path, run.url, "reconcile", prelude=prelude)
+    elapsed, peak, line = ran.elapsed, ran.peak_mb, ran.summary
     tree = run.work / "real-tree"
     make_empty_tree(tree, REAL_WALK_FILES)
     walk = bare_walk(tree)
@@ -372,24 +374,30 @@ def part_ingest(run: Run) -> None:
     paths = make_fits_tree(tree, n)
     config = run.work / "config-ingest.yaml"
     config.write_text(f"roots:\n  - name: ingest\n    path: {tree}\n")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     limit = header_reading_limit(paths)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    limit_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     url = fresh_database(run.devdb, "ingest")
-    elapsed, peak, line = run_command(config, url, "ingest", str(tree))
-    rate = n / elapsed
-    print(f"  {line}")
+    ran = run_command(config, url, "ingest", str(tree))
+    rate = n / ran.elapsed
+    print(f"  {ran.summary}")
     print(f"  (a) plain header reading, one loop per core: {limit:7.0f} files/s")
     print(f"  (b) archive-daemon ingest into an empty archive, whole process: {rate:7.0f} files/s "
-          f"({elapsed:.1f} s, peak {peak:.0f} MB)   b/a = {rate / limit:.2f} (target >= 0.70)")
+          f"({ran.elapsed:.1f} s, peak {ran.peak_mb:.0f} MB)   b/a = {rate / limit:.2f} (target >= 0.70)")
+    used = ran.cpu_readers + ran.cpu_command + ran.cpu_postgres
+    print(f"      CPU seconds: (a) {limit_cpu:.1f}; (b) {used:.1f}: its readers {ran.cpu_readers:.1f}, its own process "
+          f"{ran.cpu_command:.1f}, PostgreSQL {ran.cpu_postgres:.1f}; with both on two cores, b/a cannot pass "
+          f"{limit_cpu / used:.2f}")
     connection = psycopg2.connect(db.libpq_url(url))
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_total_relation_size('files') / count(*) FROM files")
         print(f"      on disk, table, TOAST and indexes: {cursor.fetchone()[0]:.0f} bytes a file")
     connection.close()
-    start_up, _, _ = run_command(config, url, "ingest", str(paths[0]))
+    start_up = run_command(config, url, "ingest", str(paths[0])).elapsed
     print(f"      of which start-up (the same command for one unchanged file): {start_up:.1f} s")
     if run.url:
-        elapsed, _, line = run_command(config, run.url, "ingest", str(tree))
-        at_scale = n / elapsed
+        at_scale = n / run_command(config, run.url, "ingest", str(tree)).elapsed
         hours = run.archive.n / at_scale / 3600
         print(f"  (c) the same into the archive of {run.archive.n} rows: {at_scale:7.0f} files/s: rebuilding "
               f"it from its disks would take about {hours:.1f} h (headers read from local disk, page cache warm)")
