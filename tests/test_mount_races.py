@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from archive_daemon import loader
+from archive_daemon import filerow
 from archive_daemon.config import load_config
 from archive_daemon.loader import ingest
 from conftest import failures, rows, write_config
@@ -48,7 +48,7 @@ def _in_thread(target, seconds: float):
 def _swap_before_read(monkeypatch, swap):
     """The race an attacker runs: the scan lstat()s a regular file; by the time the header
     reader opens the same name, it is something else."""
-    real = loader.read_headers
+    real = filerow.read_headers
     done = []
 
     def racing(root, path):
@@ -56,7 +56,7 @@ def _swap_before_read(monkeypatch, swap):
             done.append(path)
             swap(os.path.join(root, path))
         return real(root, path)
-    monkeypatch.setattr(loader, "read_headers", racing)
+    monkeypatch.setattr(filerow, "read_headers", racing)
 
 
 def test_a_file_swapped_for_a_link_between_scan_and_read_is_not_archived_through_it(
