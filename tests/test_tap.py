@@ -20,6 +20,7 @@ from apiserver import FRONT_END, NIGHT, OLD, ApiServer, build_archive
 from fitsmaker import WCS_CARDS, image
 
 SKY = 8  # extra public files, 0.6 arcmin apart in a row along RA from (150, 2)
+BODY_CAP = 64_000  # api.max_body_bytes of this module's API
 VOTABLE_NS = {"v": "http://www.ivoa.net/xml/VOTable/v1.3"}
 
 
@@ -34,7 +35,7 @@ def _sky(root):
 @pytest.fixture(scope="module")
 def archive(cluster, tmp_path_factory):
     base = tmp_path_factory.mktemp("tap")
-    built = build_archive(cluster, base, extra=_sky)
+    built = build_archive(cluster, base, api={"max_body_bytes": BODY_CAP}, extra=_sky)
     settings = {**built["settings"], "ivoa": {"authority": "obs.example.org", "default_maxrec": 3,
                                               "max_maxrec": 10, "sync_timeout": 2}}
     built["config_path"].write_text(yaml.safe_dump(settings))
@@ -145,6 +146,16 @@ def test_maxrec_zero_answers_the_columns_without_rows(archive):
     response = _sync(archive, QUERY="SELECT obs_id, s_ra FROM ivoa.obscore", MAXREC="0")
     table = parse_single_table(io.BytesIO(response.content))
     assert [f.name for f in table.fields] == ["obs_id", "s_ra"] and len(table.array) == 0
+
+
+def test_a_posted_body_over_the_configured_cap_is_refused_unread_sync_and_async(archive):
+    padding = "x" * BODY_CAP
+    for url in (archive["tap"] + "/sync", archive["tap"] + "/async"):
+        response = requests.post(url, data={"QUERY": "SELECT TOP 1 obs_id FROM ivoa.obscore", "LANG": "ADQL",
+                                            "PAD": padding}, timeout=30, allow_redirects=False)
+        assert response.status_code == 400 and response.headers["Content-Type"].startswith("application/x-votable")
+        assert _status(response) == [("ERROR", "before")]
+        assert f"larger than {BODY_CAP} bytes (api.max_body_bytes)" in response.text
 
 
 def test_post_lower_case_names_runid_and_csv(archive):

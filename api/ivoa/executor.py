@@ -81,6 +81,7 @@ class Service:
         self.store = Jobs(config.ivoa)
         self.changes = Changes()
         self.shared = config.api.x_sendfile  # results read by the front end (X-Sendfile) too
+        self.max_body = config.api.max_body_bytes  # of a request that creates or changes a job
         self.work = work or functools.partial(run_query, settings=config.ivoa)
         # Connections of their own, with none of the request pool's settings (its statement
         # timeout); the server checks that their client lives on, so that the query of a

@@ -28,7 +28,6 @@ LANGUAGES = ("adql", "adql-2.0", "adql-2.1")
 # What ADQL's geometry offers here (TAPRegExt's adqlgeo features); tests run each of them.
 GEOMETRY = ("POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "AREA", "CENTROID",
             "COORD1", "COORD2", "COORDSYS")
-_MAX_BODY = 1 << 20  # bytes of a POSTed request: far more than any query the translator takes
 _UNAVAILABLE = "the archive's database does not answer; try again shortly"
 
 
@@ -80,8 +79,9 @@ def _error(resp: falcon.Response, message: str, status=falcon.HTTP_400) -> None:
     resp.data = votable.error_document(message)
 
 
-def form_parameters(req: falcon.Request) -> dict[str, list[str]]:
-    """Query string and form fields together, by lower-case name (DALI: names ignore case)."""
+def form_parameters(req: falcon.Request, max_body: int) -> dict[str, list[str]]:
+    """Query string and form fields together, by lower-case name (DALI: names ignore case);
+    a POSTed body over `max_body` bytes (api.max_body_bytes) is refused unread."""
     found: dict[str, list[str]] = {}
 
     def add(name: str, value) -> None:
@@ -89,8 +89,8 @@ def form_parameters(req: falcon.Request) -> dict[str, list[str]]:
     for name, value in req.params.items():
         add(name, value)
     if req.method == "POST":
-        if (req.content_length or 0) > _MAX_BODY:
-            raise QueryError(f"the request is larger than {_MAX_BODY} bytes")
+        if (req.content_length or 0) > max_body:
+            raise QueryError(f"the request is larger than {max_body} bytes (api.max_body_bytes)")
         media_type = (req.content_type or "").split(";")[0].strip().lower()
         try:
             if media_type == falcon.MEDIA_URLENCODED:
@@ -109,10 +109,11 @@ class Sync:
 
     def __init__(self, config: Config):
         self.settings = config.ivoa
+        self.max_body = config.api.max_body_bytes
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
-            asked = parameters(form_parameters(req), self.settings)
+            asked = parameters(form_parameters(req, self.max_body), self.settings)
             result = run_adql(req.context.connection, req.context.principals, asked.query, maxrec=asked.maxrec,
                               timeout=self.settings.sync_timeout, base_url=req.prefix,
                               authority=self.settings.authority)

@@ -78,13 +78,17 @@ def _caller(req: falcon.Request) -> Caller:
     return Caller(req.context.user, req.remote_addr)
 
 
-def _form(req: falcon.Request, allowed: tuple[str, ...]) -> dict[str, str]:
-    """The request's parameters among `allowed` (names in any letter case; DALI and UWS
-    say so), each given once; others are ignored, as DALI asks of services."""
+def _given(req: falcon.Request, max_body: int) -> dict[str, list[str]]:
+    """Every parameter of the request, by lower-case name (tap.form_parameters), or a refusal."""
     try:
-        given = tap.form_parameters(req)
+        return tap.form_parameters(req, max_body)
     except QueryError as exc:
         raise refusal(falcon.HTTP_400, str(exc)) from None
+
+
+def _form(given: dict[str, list[str]], allowed: tuple[str, ...]) -> dict[str, str]:
+    """The parameters among `allowed` (names in any letter case; DALI and UWS say so), each
+    given once; others are ignored, as DALI asks of services."""
     form = {}
     for name in allowed:
         values = given.get(name, [])
@@ -149,6 +153,12 @@ class _Resource:
         self.service = service
         self.store = service.store
 
+    def given(self, req: falcon.Request) -> dict[str, list[str]]:
+        return _given(req, self.service.max_body)
+
+    def form(self, req: falcon.Request, allowed: tuple[str, ...]) -> dict[str, str]:
+        return _form(self.given(req), allowed)
+
     def job(self, req: falcon.Request, job_id: str) -> Job:
         job = self.store.find(req.context.primary, job_id, _caller(req))
         if job is None:
@@ -180,11 +190,11 @@ class JobList(_Resource):
     """GET: the caller's jobs (PHASE, AFTER, LAST filters); POST: a new job, 303 to it."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        phases = [p.upper() for p in tap.form_parameters(req).get("phase", [])]
+        phases = [p.upper() for p in self.given(req).get("phase", [])]
         unknown = [p for p in phases if p not in PHASES + ("HELD", "SUSPENDED", "UNKNOWN", "ARCHIVED")]
         if unknown:
             raise refusal(falcon.HTTP_400, f"PHASE: {unknown[0][:40]!r} is not a UWS phase")
-        form = _form(req, ("after", "last"))
+        form = self.form(req, ("after", "last"))
         last = form.get("last")
         if last is not None and not (last.isascii() and last.isdigit() and len(last) < 10):
             raise refusal(falcon.HTTP_400, f"LAST: {last[:40]!r} is not a whole number")
@@ -202,7 +212,7 @@ class JobList(_Resource):
         _xml(resp, root)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        form = _form(req, SETTABLE)
+        form = self.form(req, SETTABLE)
         phase = form.get("phase", "").upper()
         if phase not in ("", "RUN"):
             raise refusal(falcon.HTTP_400, f"PHASE: {form['phase'][:40]!r}: a new job may only be RUN at once")
@@ -223,7 +233,7 @@ class JobResource(_Resource):
         self.waiters = threading.BoundedSemaphore(WAITERS)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
-        form = _form(req, ("wait", "phase"))
+        form = self.form(req, ("wait", "phase"))
         wait = form.get("wait")
         if wait is None:
             return _xml(resp, _job_element(req, self.job(req, job_id)))
@@ -259,7 +269,7 @@ class JobResource(_Resource):
         _see_other(resp, req.prefix + JOBS)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
-        form = _form(req, SETTABLE + ("action",))
+        form = self.form(req, SETTABLE + ("action",))
         job = self.job(req, job_id)
         action = form.pop("action", None)
         if action is not None:
@@ -290,7 +300,7 @@ class SettablePart(Part):
         self.name = name
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
-        form = _form(req, (self.name,))
+        form = self.form(req, (self.name,))
         if not form:
             raise refusal(falcon.HTTP_400, f"{self.name.upper()}: missing")
         job = self.job(req, job_id)
@@ -303,7 +313,7 @@ class Parameters(_Resource):
         _xml(resp, _parameters(None, self.job(req, job_id)))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
-        form = _form(req, SETTABLE)
+        form = self.form(req, SETTABLE)
         job = self.job(req, job_id)
         self.apply(req, job, form)
         _see_other(resp, _job_url(req, job.id))
