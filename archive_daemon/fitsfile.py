@@ -32,7 +32,6 @@ MAX_NAXIS = 999                       # the FITS standard's limit
 BITPIX_VALUES = (8, 16, 32, 64, -32, -64)
 # What reading a damaged or vanishing file raises (zlib.error: a corrupt deflate stream).
 _UNREADABLE = (OSError, EOFError, zlib.error)
-_END = b"END" + b" " * 77
 _PRINTABLE = bytes(range(0x20, 0x7F))
 _NOT_PRINTABLE = re.compile(rb"[^\x20-\x7e]")
 _KEYWORD = re.compile(rb"[A-Z0-9_-]{1,8} *(= |$)")
@@ -185,9 +184,11 @@ def _read_header_bytes(stream, what: str) -> bytes | None:
             if good < len(cards) // 2:
                 raise BadFile(f"no END card in the {what} header: it runs into binary data")
         blocks.append(block)
-        for i in range(0, BLOCK, CARD):
-            if block[i:i + CARD] == _END or (block[i:i + 3] == b"END" and not block[i + 3:i + CARD].strip()):
-                return b"".join(blocks)[: (len(blocks) - 1) * BLOCK + i + CARD]
+        at = block.find(b"END")  # the END card: "END" at a card's start, blanks after it
+        while at >= 0:
+            if at % CARD == 0 and not block[at + 3:at + CARD].strip():
+                return b"".join(blocks)[: (len(blocks) - 1) * BLOCK + at + CARD]
+            at = block.find(b"END", at + 1)
 
 
 def printable(raw: bytes) -> str:
