@@ -63,27 +63,25 @@ def _polygon_vertices(text: str) -> list[tuple[float, float]]:
 def _fill_circles() -> None:
     """The bounding circle of every footprint that has none, from the polygon's own vertices."""
     cursor = op.get_bind().connection.cursor()
-    # The polygon's text depends on this session-wide setting: radians, as stored.
+    # The polygon's text depends on this session-wide setting: radians, as stored (pg_sphere's
+    # default, which the API reads too; set in case the session chose another).
     cursor.execute("SELECT set_sphere_output('RAD')")
-    try:
-        last = 0
-        while True:
-            cursor.execute("SELECT id, footprint::text FROM files WHERE id > %s AND footprint IS NOT NULL "
-                           "AND footprint_circle IS NULL ORDER BY id LIMIT %s", (last, _BATCH))
-            rows = cursor.fetchall()
-            if not rows:
-                break
-            circles = []
-            for file_id, text in rows:
-                try:
-                    circles.append((file_id, scircle_literal(_polygon_vertices(text))))
-                except ValueError as exc:
-                    raise RuntimeError(f"files.id {file_id}: footprint {text[:200]}: {exc}") from None
-            execute_values(cursor, "UPDATE files f SET footprint_circle = c.circle::scircle "
-                                   "FROM (VALUES %s) AS c (id, circle) WHERE f.id = c.id", circles, page_size=1000)
-            last = rows[-1][0]
-    finally:
-        cursor.execute("SELECT set_sphere_output('DEG')")  # pg_sphere's default
+    last = 0
+    while True:
+        cursor.execute("SELECT id, footprint::text FROM files WHERE id > %s AND footprint IS NOT NULL "
+                       "AND footprint_circle IS NULL ORDER BY id LIMIT %s", (last, _BATCH))
+        rows = cursor.fetchall()
+        if not rows:
+            break
+        circles = []
+        for file_id, text in rows:
+            try:
+                circles.append((file_id, scircle_literal(_polygon_vertices(text))))
+            except ValueError as exc:
+                raise RuntimeError(f"files.id {file_id}: footprint {text[:200]}: {exc}") from None
+        execute_values(cursor, "UPDATE files f SET footprint_circle = c.circle::scircle "
+                               "FROM (VALUES %s) AS c (id, circle) WHERE f.id = c.id", circles, page_size=1000)
+        last = rows[-1][0]
 
 
 def upgrade() -> None:
