@@ -21,8 +21,6 @@ from pathlib import Path
 from alembic import op
 from psycopg2.extras import execute_values
 
-from archive_daemon.skypos import scircle_literal
-
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
@@ -62,6 +60,9 @@ def _polygon_vertices(text: str) -> list[tuple[float, float]]:
 
 def _fill_circles() -> None:
     """The bounding circle of every footprint that has none, from the polygon's own vertices."""
+    # Here, not at the top: alembic imports every revision to find the head, at every start
+    # of the daemon and the API, and skypos brings astropy (a third of a second).
+    from archive_daemon.skypos import scircle_literal
     cursor = op.get_bind().connection.cursor()
     # The polygon's text depends on this session-wide setting: radians, as stored (pg_sphere's
     # default, which the API reads too; set in case the session chose another).
