@@ -12,7 +12,7 @@ from . import access, previewcache, store
 from .config import Config, RootConfig
 from .fitsfile import CARD, BadFile, Vanished, read_headers
 from .fitsmeta import extract
-from .skypos import spoint_literal, spoly_literal
+from .skypos import scircle_literal, spoint_literal, spoly_literal
 from .watcher import DiskEntry
 
 
@@ -39,6 +39,7 @@ def load_row(root: RootConfig, entry: DiskEntry, config: Config, rules: access.R
         meta.filter, meta.program, meta.ra, meta.dec,
         None if meta.ra is None or meta.dec is None else spoint_literal(meta.ra, meta.dec),
         spoly_literal(meta.footprint) if meta.footprint else None,
+        scircle_literal(meta.footprint) if meta.footprint else None,
         decision.public_date, header_text, "; ".join(meta.notes) or None,
         store.array_literal(decision.grants), store.rule_text(decision), meta.frame_type,
         store.integers_literal(meta.naxis),

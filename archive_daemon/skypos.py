@@ -16,6 +16,9 @@ from astropy.wcs import Wcsprm
 
 # A footprint larger than this across is a broken WCS, not a real field of view.
 MAX_FOOTPRINT_DEG = 20.0
+# How much larger than its farthest vertex a footprint's bounding circle is: far more than the
+# rounding of degrees to radians and back, far less than anything a search could notice.
+CIRCLE_MARGIN_DEG = 1e-6
 # Equinoxes that reference frames are given in; anything else is a broken value.
 FIRST_EQUINOX, LAST_EQUINOX = 1800.0, 2200.0
 _SEXAGESIMAL = re.compile(r"[:hdms\s]")
@@ -173,3 +176,40 @@ def spoint_literal(ra: float, dec: float) -> str:
 def spoly_literal(points: list[tuple[float, float]]) -> str:
     """pgsphere polygon input, in degrees."""
     return "{" + ",".join(spoint_literal(ra, dec) for ra, dec in points) + "}"
+
+
+def bounding_circle(points: list[tuple[float, float]]) -> tuple[float, float, float]:
+    """Centre (degrees) and radius (degrees) of a circle holding every point, a hair larger.
+
+    The centre is the direction of the points' mean; the radius reaches the farthest point
+    plus CIRCLE_MARGIN_DEG. The circle is convex on the sphere, so it holds the polygon of
+    those points too. Raises ValueError for points no circle of 90 degrees or less holds.
+    """
+    vectors = [_unit(ra, dec) for ra, dec in points]
+    x, y, z = (sum(v[i] for v in vectors) for i in range(3))
+    norm = math.sqrt(x * x + y * y + z * z)
+    if not norm:
+        raise ValueError("points around the whole sky have no bounding circle")
+    centre = (x / norm, y / norm, z / norm)
+    radius = max(_between(centre, v) for v in vectors) + CIRCLE_MARGIN_DEG
+    if radius > 90.0:
+        raise ValueError(f"points {radius:.1f} degrees from their centre have no bounding circle")
+    ra = math.degrees(math.atan2(centre[1], centre[0])) % 360.0
+    return (0.0 if ra == 360.0 else ra), math.degrees(math.atan2(centre[2], math.hypot(centre[0], centre[1]))), radius
+
+
+def _unit(ra: float, dec: float) -> tuple[float, float, float]:
+    ra, dec = math.radians(ra), math.radians(dec)
+    return math.cos(dec) * math.cos(ra), math.cos(dec) * math.sin(ra), math.sin(dec)
+
+
+def _between(a, b) -> float:
+    """Degrees between two unit vectors, exact for small angles too (acos is not)."""
+    cross = (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
+    return math.degrees(math.atan2(math.sqrt(sum(c * c for c in cross)), sum(p * q for p, q in zip(a, b))))
+
+
+def scircle_literal(points: list[tuple[float, float]]) -> str:
+    """pgsphere circle input, in degrees: the bounding circle of a footprint's corners."""
+    ra, dec, radius = bounding_circle(points)
+    return f"<{spoint_literal(ra, dec)},{radius!r}d>"

@@ -32,13 +32,17 @@ MAX_STORED_PATH = 2000
 FILE_COLUMNS = (
     "root", "path", "size", "mtime", "night", "instrument", "telescope", "object", "obs_start",
     "obs_end", "date_source", "exptime", "frame_type", "filter", "program", "ra", "dec",
-    "pos", "footprint", "public_date", "header", "notes", "grants", "access_rule", "header_frame_type",
-    "naxis",
+    "pos", "footprint", "footprint_circle", "public_date", "header", "notes", "grants", "access_rule",
+    "header_frame_type", "naxis",
 )
 _COLUMN_LIST = ", ".join(FILE_COLUMNS)
+# A footprint pgsphere refuses is stored as none (archive_spoly), and then so is its circle:
+# searches find a footprint through its circle only.
+_UPSERTED = {"footprint": "p.polygon", "footprint_circle": "CASE WHEN p.polygon IS NOT NULL THEN footprint_circle END"}
 _UPSERT = f"""
     INSERT INTO files AS f ({_COLUMN_LIST})
-    SELECT {_COLUMN_LIST.replace("footprint", "archive_spoly(footprint)")} FROM incoming
+    SELECT {", ".join(_UPSERTED.get(c, c) for c in FILE_COLUMNS)}
+    FROM incoming, LATERAL (SELECT archive_spoly(footprint) AS polygon) AS p
     ON CONFLICT (root, path) DO UPDATE SET
         {", ".join(f"{c} = excluded.{c}" for c in FILE_COLUMNS[2:])}, ingested_at = now()
     WHERE (f.size, f.mtime) IS DISTINCT FROM (excluded.size, excluded.mtime)
@@ -48,7 +52,8 @@ _INCOMING = """
         root text, path text COLLATE "C", size bigint, mtime timestamptz, night date,
         instrument text, telescope text, object text, obs_start timestamptz, obs_end timestamptz,
         date_source text, exptime double precision, frame_type text, filter text, program text,
-        ra double precision, dec double precision, pos spoint, footprint text, public_date timestamptz,
+        ra double precision, dec double precision, pos spoint, footprint text, footprint_circle scircle,
+        public_date timestamptz,
         header text COMPRESSION lz4, notes text, grants text[], access_rule text, header_frame_type text,
         naxis integer[]
     ) ON COMMIT DELETE ROWS

@@ -150,13 +150,52 @@ def test_geometric_predicates_compare_with_zero_or_one_only():
                "WHERE CONTAINS(POINT('ICRS', s_ra, s_dec), CIRCLE('ICRS', 10, 20, 0.1)) = 0") == (
         f"SELECT ivoa.obscore.obs_id FROM ivoa.obscore WHERE NOT (ivoa.obscore.archive_point @ {SCIRCLE})")
     assert sql("SELECT obs_id FROM ivoa.obscore WHERE 1=INTERSECTS(s_region, CIRCLE('ICRS', 10, 20, 0.1))") == (
-        f"SELECT ivoa.obscore.obs_id FROM ivoa.obscore WHERE ivoa.obscore.s_region && {SCIRCLE}")
+        f"SELECT ivoa.obscore.obs_id FROM ivoa.obscore "
+        f"WHERE (ivoa.obscore.archive_circle && {SCIRCLE} AND ivoa.obscore.s_region && {SCIRCLE})")
     # pg_sphere has no spoint && scircle: a point intersects what contains it
     assert sql("SELECT obs_id FROM ivoa.obscore "
                "WHERE 1=INTERSECTS(CIRCLE('ICRS', 10, 20, 0.1), POINT('ICRS', s_ra, s_dec))") == (
         f"SELECT ivoa.obscore.obs_id FROM ivoa.obscore WHERE ivoa.obscore.archive_point @ {SCIRCLE}")
     assert "compared with 0 or 1" in refusal("SELECT obs_id FROM ivoa.obscore WHERE 2=CONTAINS(POINT('ICRS', 1, 2), "
                                              "CIRCLE('ICRS', 1, 2, 3))")
+
+
+@pytest.mark.parametrize("adql, expected", [
+    ("1=INTERSECTS(s_region, POINT('ICRS', 10, 20))",
+     "(o.archive_circle @> {point} AND {point} @ o.s_region)"),
+    ("1=CONTAINS(POINT('ICRS', 10, 20), o.s_region)",
+     "(o.archive_circle @> {point} AND {point} @ o.s_region)"),
+    ("CONTAINS(o.s_region, CIRCLE('ICRS', 10, 20, 0.1)) = 0",
+     "NOT ((o.archive_circle && {circle} AND o.s_region @ {circle}))"),
+    ("1=CONTAINS(CIRCLE('ICRS', 10, 20, 0.1), s_region)",
+     "(o.archive_circle && {circle} AND {circle} @ o.s_region)"),
+    ("1=INTERSECTS(BOX('ICRS', 10, 20, 1, 1), s_region)",
+     "(o.archive_circle && {box} AND {box} && o.s_region)"),
+    ("1=INTERSECTS(s_region, POLYGON('ICRS', 10, 20, 11, 20, 10, 21))",
+     "(o.archive_circle && {polygon} AND o.s_region && {polygon})"),
+])
+def test_a_footprint_is_asked_through_its_indexed_circle_first(adql, expected):
+    shapes = {"point": "spoint(RADIANS(10), RADIANS(20))", "circle": SCIRCLE,
+              "box": "sbox(spoint(RADIANS((10) - (1) / 2.0), RADIANS((20) - (1) / 2.0)), "
+                     "spoint(RADIANS((10) + (1) / 2.0), RADIANS((20) + (1) / 2.0)))",
+              "polygon": "spoly '{(10.0d, 20.0d), (11.0d, 20.0d), (10.0d, 21.0d)}'"}
+    assert sql(f"SELECT obs_id FROM ivoa.obscore AS o WHERE {adql}") == (
+        f"SELECT o.obs_id FROM ivoa.obscore AS o WHERE {expected.format(**shapes)}")
+
+
+def test_footprints_of_two_tables_are_each_asked_through_their_circles():
+    published = Published({**PUBLISHED.tables, "archive.files": PUBLISHED.tables["archive.files"] + ("footprint",)})
+    assert translate("SELECT o.obs_id FROM ivoa.obscore AS o, archive.files AS f "
+                     "WHERE 1=INTERSECTS(o.s_region, f.footprint)", published) == (
+        "SELECT o.obs_id FROM ivoa.obscore AS o, archive_tap.files AS f WHERE "
+        "(o.archive_circle && f.footprint AND f.archive_circle && o.s_region AND o.s_region && f.footprint)")
+
+
+def test_other_geometry_is_compared_as_it_is():
+    assert sql("SELECT obs_id FROM ivoa.obscore WHERE 1=INTERSECTS(CIRCLE('ICRS', 1, 2, 3), "
+               "POLYGON('ICRS', 10, 20, 11, 20, 10, 21))") == (
+        "SELECT ivoa.obscore.obs_id FROM ivoa.obscore WHERE scircle(spoint(RADIANS(1), RADIANS(2)), RADIANS(3)) && "
+        "spoly '{(10.0d, 20.0d), (11.0d, 20.0d), (10.0d, 21.0d)}'")
 
 
 @pytest.mark.parametrize("frame", ["ICRS", "icrs", "ICRS GEOCENTER", "", " "])

@@ -43,8 +43,11 @@ def test_tile_compressed_fz_gives_the_image_header_and_its_wcs(engine, config, a
     row = rows(engine)[f"{NIGHT}/c.fits.fz"]
     assert row["object"] == "NGC 3115"
     assert (row["ra"], row["dec"]) == (pytest.approx(150.0, abs=0.01), pytest.approx(2.0, abs=0.01))
-    assert row["footprint"] is not None
+    assert row["footprint"] is not None and row["footprint_circle"] is not None
     assert "position from the WCS" in row["notes"]
+    covering = ("footprint_circle @> spoint(radians(150.0), radians(2.0)) "
+                "AND spoint(radians(150.0), radians(2.0)) @ footprint")  # as searches ask it
+    assert list(rows(engine, covering)) == [f"{NIGHT}/c.fits.fz"]
 
 
 def test_multi_extension_file_takes_metadata_from_the_first_extension(engine, config, archive_root):
@@ -213,5 +216,7 @@ def test_footprint_pgsphere_rejects_leaves_the_file_and_its_batch_archived(engin
     archived = rows(engine)
     assert summary.new == 6 and len(archived) == 6
     assert archived[f"{NIGHT}/tiny.fits"]["footprint"] is None
+    assert archived[f"{NIGHT}/tiny.fits"]["footprint_circle"] is None  # no circle of no footprint
     assert archived[f"{NIGHT}/tiny.fits"]["ra"] == pytest.approx(151.30792, abs=1e-4)
     assert all(archived[f"{NIGHT}/n{i}.fits"]["footprint"] is not None for i in range(5))
+    assert all(archived[f"{NIGHT}/n{i}.fits"]["footprint_circle"] is not None for i in range(5))

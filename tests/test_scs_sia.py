@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
+import re
 import shutil
 import signal
 import subprocess
@@ -12,6 +14,7 @@ import subprocess
 import falcon.testing
 import psycopg2
 import pytest
+import pyvo
 import requests
 import yaml
 from astropy.io.votable import parse
@@ -20,6 +23,8 @@ from pyvo.dal import DALQueryError, SCSService
 from pyvo.dal.sia2 import SIA2Service
 
 from api.app import create_app
+from api.ivoa import catalog
+from api.ivoa.adql import Published, translate
 from api.ivoa.session import published
 from api.ivoa.siaquery import condition
 from conftest import fresh_database, write_config
@@ -241,6 +246,55 @@ def test_a_file_is_found_through_its_footprint_and_one_without_through_its_point
     assert _found(_sia(server).search(pos=(*M31, 0.01))) == {f"{OLD}/cam/public2.fits"}  # no footprint
 
 
+def _field_corner(archive) -> tuple[float, float]:
+    """The field's corner of greatest right ascension and declination, in degrees, as stored."""
+    connection = psycopg2.connect(archive["url"])
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_sphere_output('RAD')")
+            cursor.execute("SELECT footprint::text FROM files WHERE path = %s", (FRAMES["field"],))
+            (text,), = cursor.fetchall()
+    finally:
+        connection.close()
+    corners = [(math.degrees(float(ra)), math.degrees(float(dec)))
+               for ra, dec in re.findall(r"\(\s*([^,\s]+)\s*,\s*([^,)\s]+)\s*\)", text)]
+    return max(corners, key=lambda corner: corner[0] + corner[1])
+
+
+def _degrees_apart(archive, a, b) -> float:
+    connection = psycopg2.connect(archive["url"])
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT degrees(spoint(radians(%s), radians(%s)) <-> spoint(radians(%s), radians(%s)))",
+                           (*a, *b))
+            return cursor.fetchone()[0]
+    finally:
+        connection.close()
+
+
+def test_a_footprint_met_only_at_its_corner_is_found(server, archive):
+    # The footprint's circle (migration 0009) is searched first: its corners are its farthest
+    # points, and a search that reaches one of them, barely, still finds the file.
+    ra, dec = _field_corner(archive)
+    beyond = (ra + 0.02 / math.cos(math.radians(dec)), dec + 0.02)  # diagonally out, about 0.028 degree
+    reach = _degrees_apart(archive, (ra, dec), beyond)
+    sia = _sia(server)
+    assert _found(sia.search(pos=(*beyond, reach + 1e-6))) == {FRAMES["field"]}
+    assert _found(sia.search(pos=(*beyond, reach - 1e-4))) == set()
+    assert _found(sia.search(pos=(ra - 1e-3, ra + 0.01, dec - 1e-3, dec + 0.01))) == {FRAMES["field"]}
+    triangle = (ra - 1e-3, dec - 1e-3, ra + 0.01, dec, ra, dec + 0.01)
+    assert _found(sia.search(pos=triangle)) == {FRAMES["field"]}
+    tap = pyvo.dal.TAPService(server.base + "/ivoa/tap")
+    for adql in (f"1 = INTERSECTS(s_region, CIRCLE('ICRS', {beyond[0]!r}, {beyond[1]!r}, {reach + 1e-6!r}))",
+                 f"1 = CONTAINS(POINT('ICRS', {ra - 1e-4!r}, {dec - 1e-4!r}), s_region)",
+                 f"1 = INTERSECTS(POLYGON('ICRS', {', '.join(map(repr, triangle))}), s_region)"):
+        rows = tap.run_sync(f"SELECT obs_publisher_did FROM ivoa.obscore WHERE {adql}")
+        assert _paths(rows.to_table()["obs_publisher_did"]) == {FRAMES["field"]}, adql
+    rows = tap.run_sync(f"SELECT obs_publisher_did FROM ivoa.obscore WHERE 1 = INTERSECTS(s_region, "
+                        f"CIRCLE('ICRS', {beyond[0]!r}, {beyond[1]!r}, {reach - 1e-4!r}))")
+    assert len(rows) == 0
+
+
 def test_repeated_parameters_are_or_ed_and_different_ones_and_ed(server):
     both = _sia(server).search(pos=[(*NGC3115, 0.1), (*M31, 0.1)])
     assert _found(both) == PUBLIC_NEAR | {f"{OLD}/cam/public2.fits"}
@@ -362,10 +416,12 @@ def sky(cluster):
     connection = psycopg2.connect(url)
     with connection.cursor() as cursor:
         cursor.execute("""
-            INSERT INTO files (root, path, size, mtime, header, ra, dec, pos, footprint, public_date)
+            INSERT INTO files (root, path, size, mtime, header, ra, dec, pos, footprint, footprint_circle,
+                               public_date)
             SELECT 'data', 'f' || n, 2880, now(), '', ra, dec, spoint(radians(ra), radians(dec)),
                    CASE WHEN n % 2 = 0 THEN format('{(%sd,%sd),(%sd,%sd),(%sd,%sd)}', ra, dec - 0.1, ra + 0.1,
                                                    dec + 0.1, ra - 0.1, dec + 0.1)::spoly END,
+                   CASE WHEN n % 2 = 0 THEN scircle(spoint(radians(ra), radians(dec)), radians(0.15)) END,
                    now() - interval '1 day'
             FROM (SELECT n, 1 + (n * 7.31) % 358 AS ra, -80 + (n * 3.17) % 160 AS dec
                   FROM generate_series(1, 20000) AS n) AS positions""")
@@ -381,8 +437,20 @@ def test_positions_are_searched_through_both_indexes(sky):
     with published(sky, [], base_url="", authority="obs.example.org", timeout=10) as cursor:
         cursor.execute(f"EXPLAIN SELECT obs_id FROM ivoa.obscore WHERE {found.sql}", found.args)
         plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "BitmapOr" in plan and "files_footprint" in plan and "files_pos" in plan, plan
+    assert "BitmapOr" in plan and "files_footprint_circle" in plan and "files_pos" in plan, plan
     assert "Seq Scan" not in plan, plan
+
+
+@pytest.mark.parametrize("region", ["CIRCLE('ICRS', 151.3, -7.7, 0.1)", "POLYGON('ICRS', 10, 41, 11.5, 41, 10.5, 42)",
+                                    "BOX('ICRS', 150, 2, 2, 2)", "POINT('ICRS', 150, 2)"])
+def test_adql_on_footprints_is_answered_through_the_index_of_their_circles(sky, region):
+    for adql in (f"SELECT obs_id FROM ivoa.obscore WHERE 1 = INTERSECTS(s_region, {region})",
+                 f"SELECT path FROM archive.files AS f WHERE 1 = CONTAINS({region}, f.footprint)"):
+        sql = translate(adql, Published(catalog.load(sky).columns_by_table()))
+        with published(sky, [], base_url="", authority="obs.example.org", timeout=10) as cursor:
+            cursor.execute("EXPLAIN " + sql)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        assert "files_footprint_circle" in plan and "Seq Scan" not in plan, plan
 
 
 # --- validators ------------------------------------------------------------------------------

@@ -31,6 +31,11 @@ SQL_SCHEMAS = {"archive": "archive_tap"}
 # columns becomes that column, so that cones on the view use the index.
 INDEXED_POINTS = {"ivoa.obscore": ("s_ra", "s_dec"), "archive.files": ("ra", "dec")}
 INDEXED_POINT_COLUMN = "archive_point"
+# Published footprint columns (pg_sphere polygons) and the views' hidden GiST-indexed circle
+# that holds each one (migration 0009): a condition on a footprint asks the circle first, so
+# the index answers it, then the polygon.
+INDEXED_REGIONS = {"ivoa.obscore": "s_region", "archive.files": "footprint"}
+INDEXED_REGION_CIRCLE = "archive_circle"
 
 _quote = postgresql.dialect().identifier_preparer.quote
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -542,17 +547,44 @@ class _Writer:
         return value if abs(value) < 1e300 else None
 
     def relation(self, node) -> str:
-        """CONTAINS or INTERSECTS as a pg_sphere boolean."""
+        """CONTAINS or INTERSECTS as a pg_sphere boolean, a footprint's circle asked first."""
         first, second = node.geometry_value_expression()
         a, b = self.emit(first), self.emit(second)
         if isinstance(node, P.ContainsContext):
-            return f"{a} @ {b}"
+            exact = f"{a} @ {b}"
         # pg_sphere has no spoint && scircle; a point intersects what contains it
-        if isinstance(_collapse(first), P.PointContext):
-            return f"{a} @ {b}"
-        if isinstance(_collapse(second), P.PointContext):
-            return f"{b} @ {a}"
-        return f"{a} && {b}"
+        elif isinstance(_collapse(first), P.PointContext):
+            exact = f"{a} @ {b}"
+        elif isinstance(_collapse(second), P.PointContext):
+            exact = f"{b} @ {a}"
+        else:
+            exact = f"{a} && {b}"
+        # Either relation holds only where the footprint's circle meets the other shape.
+        first_tests = [test for test in (self.circle_meets(first, second, b), self.circle_meets(second, first, a))
+                       if test is not None]
+        return "(" + " AND ".join(first_tests + [exact]) + ")" if first_tests else exact
+
+    def region_circle(self, node) -> str | None:
+        """The hidden circle about a published footprint column, or None for anything else."""
+        column = _collapse(node)
+        if isinstance(column, P.Column_referenceContext):
+            _, source, name = self.resolve(column)
+            if source is not None and INDEXED_REGIONS.get(source.table) == name:
+                return f"{source.sql}.{INDEXED_REGION_CIRCLE}"
+        return None
+
+    def circle_meets(self, region, other, other_sql: str) -> str | None:
+        """`region`'s circle meets `other` (SQL other_sql), when region is a footprint column
+        and other a shape pg_sphere compares circles with; else None."""
+        circle = self.region_circle(region)
+        if circle is None:
+            return None
+        shape = _collapse(other)
+        if isinstance(shape, P.PointContext):
+            return f"{circle} @> {other_sql}"
+        if isinstance(shape, (P.CircleContext, P.BoxContext, P.PolygonContext)) or self.region_circle(shape):
+            return f"{circle} && {other_sql}"
+        return None
 
     @_handles(P.Contains_predicateContext, P.Intersects_predicateContext)
     def geometry_predicate(self, node) -> str:

@@ -2,8 +2,8 @@
 
 Each parameter's values are OR-ed, different parameters AND-ed (SIA 2.0 section 2.1); a
 value a row does not know (NULL) never satisfies a constraint. Every condition is one an
-index can answer where there is an index: positions through the footprint's and the
-point's GiST indexes, times through t_min and t_max.
+index can answer where there is an index: positions through the GiST indexes of the
+footprint's circle and of the point, times through t_min and t_max.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from archive_daemon.skypos import spoly_literal
 from .dalparams import UsageFault, interval, latitude, longitude, numbers, texts
 
 # POS against what a file covers: its footprint where it has one, else its position, so a
-# file with a position and no footprint is still found. Two indexed tests, OR-ed (BitmapOr).
-_COVERS = "(s_region && {shape} OR (s_region IS NULL AND archive_point @ {shape}))"
+# file with a position and no footprint is still found. Two indexed tests, OR-ed (BitmapOr):
+# the footprint's circle (archive_circle, which holds it), then the footprint itself.
+_COVERS = ("((archive_circle && {shape} AND s_region && {shape}) "
+           "OR (s_region IS NULL AND archive_point @ {shape}))")
+_COVERS_ARGS = 3  # the shape's arguments, once for each {shape}
 _CIRCLE = "scircle(spoint(radians(%s), radians(%s)), radians(%s))"
 _BOX = "sbox(spoint(radians(%s), radians(%s)), spoint(radians(%s), radians(%s)))"
 _POLYGON = "%s::spoly"
@@ -55,7 +58,7 @@ def condition(params: dict[str, list[str]]) -> Condition:
     found = Condition()
     shapes = [_shape(text) for text in texts(params, "POS")]
     found.polygons = [args[0] for sql, args in shapes if sql == _POLYGON]
-    found.any_of([(_COVERS.format(shape=sql), args * 2) for sql, args in shapes])
+    found.any_of([(_COVERS.format(shape=sql), args * _COVERS_ARGS) for sql, args in shapes])
     for name, (low_column, high_column) in OVERLAPS.items():
         found.any_of([_range_meets(low_column, high_column, interval(name, text)) for text in texts(params, name)])
     for name, column in WITHIN.items():
