@@ -3,8 +3,9 @@ and its listing as a reconcile scan would find it on disk.
 
 Twenty years of nights up to today, files spread evenly over them; two telescopes in two
 roots (shane: Kast and ShARCS, nine tenths of the files; nickel: its CCD, one tenth);
-positions spread evenly over the sky; objects named as catalogues name them; a fifth of
-the files calibrations. Access is decided by the access rules themselves (twelve months
+positions spread evenly over the sky, with the footprints of the imagers' fields (the
+spectrograph's files have none); objects named as catalogues name them; a fifth of the
+files calibrations. Access is decided by the access rules themselves (twelve months
 for programs), so about 5% of the files, the last year's, are proprietary and a recompute
 under unchanged rules changes nothing. The paths of a root sort in the order the rows are
 numbered, so a listing is a generator in byte order, as the scan yields it.
@@ -26,6 +27,7 @@ import psycopg2
 
 from archive_daemon import db
 from archive_daemon.access import Facts, Rules
+from archive_daemon.skypos import scircle_literal, spoint_literal, spoly_literal
 from archive_daemon.store import array_literal, copy_line, rule_text
 from archive_daemon.watcher import DiskEntry
 
@@ -33,12 +35,14 @@ YEARS = 20
 # Root -> (directory, telescope, instrument, filters), directories in byte order.
 INSTRUMENTS = {"shane": (("kast", "Shane", "Kast", (None,)), ("sharcs", "Shane", "ShARCS", ("J", "H", "Ks"))),
                "nickel": (("ccd", "Nickel", "Nickel CCD", ("B", "V", "R", "I")),)}
+# Instrument -> the side of its square field in degrees (a footprint), or None (no image).
+FIELDS = {"Kast": None, "ShARCS": 20 / 3600, "Nickel CCD": 6.3 / 60}
 # By the row number's last digit: nickel for 9, else Kast for even, ShARCS for odd.
 PLACES = [("nickel", INSTRUMENTS["nickel"][0]) if k == 9 else ("shane", INSTRUMENTS["shane"][k % 2]) for k in range(10)]
 CALIBRATIONS = ("bias", "flat", "arc", "dark")  # a fifth of the files: numbers ending 0 to 3 of 20
 COLUMNS = ("root", "path", "size", "mtime", "night", "instrument", "telescope", "object", "obs_start", "obs_end",
-           "date_source", "exptime", "frame_type", "filter", "program", "ra", "dec", "pos", "public_date", "header",
-           "grants", "access_rule", "header_frame_type")
+           "date_source", "exptime", "frame_type", "filter", "program", "ra", "dec", "pos", "footprint",
+           "footprint_circle", "public_date", "header", "grants", "access_rule", "header_frame_type")
 EXPOSURES = (1.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0)
 
 
@@ -119,11 +123,22 @@ class Archive:
                 ra, dec = rng.uniform(0, 360), math.degrees(math.asin(rng.uniform(-1, 1)))
                 name = _object_name(rng) if kind == "object" else kind
                 exptime = rng.choice(EXPOSURES)
+                corners = _field(ra, dec, FIELDS[instrument])
                 yield copy_line((
                     root, path, self.size(r), mtime, night, instrument, telescope, name, start,
                     start + dt.timedelta(seconds=exptime), "DATE-OBS", exptime, decision.frame_type,
-                    rng.choice(filters), program, ra, dec, f"({ra!r}d,{dec!r}d)", decision.public_date,
-                    f"OBJECT  = '{name}'", array_literal(decision.grants), rule_text(decision), kind))
+                    rng.choice(filters), program, ra, dec, spoint_literal(ra, dec),
+                    spoly_literal(corners) if corners else None, scircle_literal(corners) if corners else None,
+                    decision.public_date, f"OBJECT  = '{name}'", array_literal(decision.grants), rule_text(decision),
+                    kind))
+
+
+def _field(ra: float, dec: float, side: float | None) -> list[tuple[float, float]] | None:
+    """The corners of a square field `side` degrees across, centred on (ra, dec)."""
+    if side is None:
+        return None
+    half, stretch = side / 2, 1 / max(math.cos(math.radians(dec)), 0.01)  # a field at a pole: any square
+    return [((ra + dx * half * stretch) % 360, dec + dy * half) for dx, dy in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
 
 
 def _object_name(rng: random.Random) -> str:
