@@ -7,17 +7,16 @@ SQLAlchemy 2.1 would otherwise pick psycopg 3 for that scheme.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
 # The repository keeps them at the top (migrations/); archive_daemon/migrations links there, and
 # the wheel ships them at that place as package data, so one path serves every kind of install.
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# A revision file's own name and the one it follows: `revision = "0002"`, `down_revision = "0001"`.
+_REVISION_LINE = re.compile(r'^(revision|down_revision) = (?:"([^"]+)"|None)$', re.M)
 
 
 class DatabaseError(Exception):
@@ -41,34 +40,43 @@ def create_engine(url: str) -> sa.Engine:
     return sa.create_engine(driver_url(url), pool_pre_ping=True, future=True)
 
 
-def _scripts() -> AlembicConfig:
-    """Alembic's configuration naming our migrations, which must be there."""
+def _present() -> None:
+    """Raise DatabaseError unless our migrations are there."""
     if not (MIGRATIONS / "env.py").is_file():
         raise DatabaseError(f"the schema migrations are missing from {MIGRATIONS}: "
                             "reinstall the package (a wheel built from the repository ships them)")
-    config = AlembicConfig()
+
+
+def _alembic(connection: sa.Connection):
+    """Alembic's configuration naming our migrations, to run them on `connection`."""
+    from alembic.config import Config  # here: alembic takes a fifth of a second to import
+    _present()
+    config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    return config
-
-
-def _alembic(connection: sa.Connection) -> AlembicConfig:
-    config = _scripts()
     config.attributes["connection"] = connection
     return config
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> str:
     """Apply the pending migrations (up to `revision`); returns the revision the schema is now at."""
+    from alembic import command
     with engine.begin() as connection:
         command.upgrade(_alembic(connection), revision)
-        return MigrationContext.configure(connection).get_current_revision()
+        return current_revision(connection)
+
+
+def current_revision(connection: sa.Connection) -> str | None:
+    """The revision the database's schema is at, as alembic records it (None: no schema)."""
+    if connection.exec_driver_sql("SELECT to_regclass('alembic_version')").scalar() is None:
+        return None
+    return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
 
 
 def check_schema(engine: sa.Engine) -> None:
     """Raise DatabaseError unless the schema is at the revision this code expects."""
     try:
         with engine.connect() as connection:
-            current = MigrationContext.configure(connection).get_current_revision()
+            current = current_revision(connection)
     except sa.exc.OperationalError as exc:
         raise DatabaseError(f"cannot connect to the database: {first_line(exc)}") from None
     problem = schema_problem(current)
@@ -87,8 +95,19 @@ def schema_problem(current: str | None) -> str | None:
 
 @functools.cache
 def head_revision() -> str:
-    """The revision this code's migrations lead to, read from disk once per process."""
-    return ScriptDirectory.from_config(_scripts()).get_current_head()
+    """The revision this code's migrations lead to (the one no other follows), read from their
+    files once per process: a command that only checks the schema never imports alembic."""
+    _present()
+    revisions, followed = set(), set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        lines = dict((name, value or None) for name, value in _REVISION_LINE.findall(path.read_text()))
+        revisions.add(lines["revision"])
+        followed.add(lines.get("down_revision"))
+    heads = revisions - followed
+    if len(heads) != 1:
+        raise DatabaseError(f"the schema migrations in {MIGRATIONS} lead to {len(heads)} revisions, not one: "
+                            "reinstall the package")
+    return heads.pop()
 
 
 def check_schema_at(url: str) -> None:

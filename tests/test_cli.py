@@ -95,6 +95,7 @@ def test_db_upgrade_is_idempotent(database_url, tmp_path):
     assert first.returncode == second.returncode == 0
     head = ScriptDirectory(str(db.MIGRATIONS)).get_current_head()
     assert f"database schema at revision {head}" in second.stdout
+    assert db.head_revision() == head  # what commands check the schema against, read without alembic
 
 
 def test_unknown_command_is_a_usage_error():

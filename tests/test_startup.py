@@ -63,3 +63,14 @@ def test_an_ingest_with_nothing_to_read_never_loads_the_fits_libraries(database_
         assert code == 0
         assert "archive_daemon" in names and "psycopg2" in names
         assert names.isdisjoint({"astropy", "numpy", "PIL"}), sorted(names & {"astropy", "numpy", "PIL"})
+
+
+def test_a_command_on_the_database_checks_its_schema_without_the_migration_tool(database_url, tmp_path,
+                                                                               archive_root):
+    """Alembic is for `db upgrade`; every other command reads the schema's revision itself."""
+    config = write_config(tmp_path, archive_root)
+    env = {**os.environ, "ARCHIVE_DATABASE_URL": database_url}
+    env.pop("ARCHIVE_CONFIG", None)
+    code, names = imported("--config", str(config), "users", "list", env=env)
+    assert code == 0
+    assert "psycopg2" in names and names.isdisjoint({"alembic", "astropy"}), sorted(names & {"alembic", "astropy"})
