@@ -9,8 +9,10 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
+if TYPE_CHECKING:  # imported where used: a command that only checks the schema never loads it
+    import sqlalchemy as sa
 
 # The repository keeps them at the top (migrations/); archive_daemon/migrations links there, and
 # the wheel ships them at that place as package data, so one path serves every kind of install.
@@ -37,6 +39,7 @@ def driver_url(url: str) -> str:
 
 
 def create_engine(url: str) -> sa.Engine:
+    import sqlalchemy as sa
     return sa.create_engine(driver_url(url), pool_pre_ping=True, future=True)
 
 
@@ -62,21 +65,48 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> str:
     from alembic import command
     with engine.begin() as connection:
         command.upgrade(_alembic(connection), revision)
-        return current_revision(connection)
+        return current_revision(connection.connection.dbapi_connection)
 
 
-def current_revision(connection: sa.Connection) -> str | None:
-    """The revision the database's schema is at, as alembic records it (None: no schema)."""
-    if connection.exec_driver_sql("SELECT to_regclass('alembic_version')").scalar() is None:
-        return None
-    return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+def current_revision(connection) -> str | None:
+    """The revision the database's schema is at, as alembic records it (None: no schema), read
+    through a DBAPI (psycopg2) connection."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('alembic_version')")
+        if cursor.fetchone()[0] is None:
+            return None
+        cursor.execute("SELECT version_num FROM alembic_version")
+        row = cursor.fetchone()
+    return row and row[0]
+
+
+def connect(url: str, timeout: int | None = None):
+    """A psycopg2 connection to `url` whose schema is the one this code needs; DatabaseError,
+    saying what to do, otherwise. Commands that need no engine use it, and never load SQLAlchemy."""
+    import psycopg2
+    options = {} if timeout is None else {"connect_timeout": timeout}
+    try:
+        connection = psycopg2.connect(libpq_url(url), **options)
+    except psycopg2.OperationalError as exc:
+        raise DatabaseError(f"cannot connect to the database: {first_line(exc)}") from None
+    try:
+        problem = schema_problem(current_revision(connection))
+        connection.rollback()
+    except BaseException:
+        connection.close()
+        raise
+    if problem:
+        connection.close()
+        raise DatabaseError(problem)
+    return connection
 
 
 def check_schema(engine: sa.Engine) -> None:
     """Raise DatabaseError unless the schema is at the revision this code expects."""
+    import sqlalchemy as sa
     try:
         with engine.connect() as connection:
-            current = current_revision(connection)
+            current = current_revision(connection.connection.dbapi_connection)
     except sa.exc.OperationalError as exc:
         raise DatabaseError(f"cannot connect to the database: {first_line(exc)}") from None
     problem = schema_problem(current)
@@ -112,11 +142,7 @@ def head_revision() -> str:
 
 def check_schema_at(url: str) -> None:
     """check_schema through a connection of its own, closed afterwards."""
-    engine = sa.create_engine(driver_url(url), poolclass=sa.pool.NullPool, connect_args={"connect_timeout": 5})
-    try:
-        check_schema(engine)
-    finally:
-        engine.dispose()
+    connect(url, timeout=5).close()
 
 
 def first_line(exc: Exception) -> str:

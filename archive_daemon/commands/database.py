@@ -30,7 +30,7 @@ def ready_engine(config: Config):
 
 def connect(config: Config):
     """A DBAPI connection to the command's database, its schema checked."""
-    return ready_engine(config).raw_connection()
+    return db.connect(database_url(config))
 
 
 def cmd_db(config: Config, args) -> int:
