@@ -50,18 +50,27 @@ def _admin(url: str):
     return connection
 
 
-def fresh_database(cluster_url: str):
-    """A new database cloned from the migrated template; returns (url, drop)."""
+def fresh_database(cluster_url: str, template: str = DATABASE):
+    """A new database cloned from the migrated template (or another); returns (url, drop)."""
     name = f"test_{uuid.uuid4().hex[:12]}"
     admin = _admin(cluster_url)
     with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {name} TEMPLATE {DATABASE}")
+        cursor.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
     url = sa.engine.make_url(cluster_url).set(database=name).render_as_string(hide_password=False)
 
     def drop():
         with admin.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.close()
+    return url, drop
+
+
+def database_at(cluster_url: str, revision: str):
+    """A new database whose schema is at an older `revision`, to test what migrates it; (url, drop)."""
+    url, drop = fresh_database(cluster_url, "template0")
+    engine = db.create_engine(url)
+    db.upgrade(engine, revision)
+    engine.dispose()
     return url, drop
 
 

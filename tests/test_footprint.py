@@ -4,7 +4,6 @@ the daemon computes, and the one the migration gives files archived before it.""
 from __future__ import annotations
 
 import random
-import uuid
 
 import psycopg2
 import pytest
@@ -13,7 +12,7 @@ from alembic import command
 
 from archive_daemon import db
 from archive_daemon.skypos import CIRCLE_MARGIN_DEG, bounding_circle, scircle_literal, spoly_literal
-from conftest import _admin, fresh_database
+from conftest import database_at, fresh_database
 
 # Footprints as the daemon stores them: a field of 0.1 degree, one across RA 0, one around
 # the pole, a long thin slit whose corners are far from its centre, a tilted quadrilateral.
@@ -67,30 +66,12 @@ def test_no_circle_of_90_degrees_holds_points_around_the_whole_sky():
         bounding_circle([(0, 0), (90, 0), (180, 0), (270, 0)])
 
 
-def _database_at(cluster: str, revision: str):
-    """A new, empty database migrated up to `revision`; returns (url, drop)."""
-    name = f"old_{uuid.uuid4().hex[:12]}"
-    admin = _admin(cluster)
-    with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {name} TEMPLATE template0")
-    url = sa.engine.make_url(cluster).set(database=name).render_as_string(hide_password=False)
-    engine = db.create_engine(url)
-    db.upgrade(engine, revision)
-    engine.dispose()
-
-    def drop():
-        with admin.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
-    return url, drop
-
-
 def _indexes(connection) -> set[str]:
     return {name for name, in connection.execute(sa.text("SELECT indexname FROM pg_indexes WHERE tablename = 'files'"))}
 
 
 def test_db_upgrade_gives_footprints_stored_before_their_circles(cluster):
-    url, drop = _database_at(cluster, "0008")
+    url, drop = database_at(cluster, "0008")
     engine = db.create_engine(url)
     try:
         with engine.begin() as connection:  # as the code of revision 0008 stored them

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-import uuid
 
 import sqlalchemy as sa
 import yaml
@@ -17,7 +16,7 @@ import yaml
 from archive_daemon import db, schedule
 from archive_daemon.config import load_config
 from archive_daemon.loader import ingest
-from conftest import _admin, rows, write_config
+from conftest import database_at, rows, write_config
 from daemonproc import wait_until
 from fitsmaker import image
 from test_cli import cli
@@ -109,26 +108,8 @@ def test_the_daemon_moves_nights_when_a_reload_changes_a_roots_time_zone(daemons
     wait_until(lambda: nights(engine) == {"misc/dawn.fits": dt.date(2024, 3, 4)}, what="the night in Los Angeles")
 
 
-def _database_at(cluster: str, revision: str):
-    """A new, empty database migrated up to `revision`; returns (url, drop)."""
-    name = f"old_{uuid.uuid4().hex[:12]}"
-    admin = _admin(cluster)
-    with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {name} TEMPLATE template0")
-    url = sa.engine.make_url(cluster).set(database=name).render_as_string(hide_password=False)
-    engine = db.create_engine(url)
-    db.upgrade(engine, revision)
-    engine.dispose()
-
-    def drop():
-        with admin.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
-    return url, drop
-
-
 def test_db_upgrade_gives_rows_stored_with_utc_nights_their_local_night(cluster, tmp_path, archive_root):
-    url, drop = _database_at(cluster, "0003")
+    url, drop = database_at(cluster, "0003")
     try:
         engine = db.create_engine(url)
         with engine.begin() as connection:  # as the code of revision 0003 stored them
