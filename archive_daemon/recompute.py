@@ -23,11 +23,9 @@ import hashlib
 import io
 import json
 import os
-import threading
+import queue
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Callable, Iterable
-
-import psycopg2
 
 from . import db, rulesources
 from .access import Facts, Rules
@@ -195,19 +193,17 @@ def _writer(connection, url: str | None):
         with connection.cursor() as cursor:
             yield lambda lines: _write(cursor, lines)
         return
-    local = threading.local()
     opened: list = []
-    lock = threading.Lock()
+    idle = queue.SimpleQueue()  # one connection for each writer thread at work
 
     def write_committed(lines: list[str]) -> None:
-        own = getattr(local, "connection", None)
-        if own is None:
-            own = local.connection = psycopg2.connect(db.libpq_url(url))
-            with lock:
-                opened.append(own)
-        with own.cursor() as cursor:
-            _write(cursor, lines)
-        own.commit()
+        own = idle.get()
+        try:
+            with own.cursor() as cursor:
+                _write(cursor, lines)
+            own.commit()
+        finally:
+            idle.put(own)
 
     in_flight: set[Future] = set()
 
@@ -221,6 +217,9 @@ def _writer(connection, url: str | None):
 
     pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="recompute-writer")
     try:
+        for _ in range(WRITERS):
+            opened.append(db.connect(url))
+            idle.put(opened[-1])
         yield submit
         for future in in_flight:
             future.result()
