@@ -23,20 +23,15 @@ class Health:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         report = {"database": "ok", "schema": "current", "daemon_heartbeat_age_s": None}
         try:
-            with req.context.connection.cursor() as cursor:
-                cursor.execute("SELECT to_regclass('alembic_version') IS NOT NULL")
-                current = None
-                if cursor.fetchone()[0]:
-                    cursor.execute("SELECT max(version_num) FROM alembic_version")
-                    current = cursor.fetchone()[0]
-                problem = db.schema_problem(current)
-                if problem:
-                    report["schema"] = problem
-                else:
+            problem = db.schema_problem(db.current_revision(req.context.connection))
+            if problem:
+                report["schema"] = problem
+            else:
+                with req.context.connection.cursor() as cursor:
                     cursor.execute("SELECT extract(epoch FROM now() - max(beat_at)) FROM daemon_heartbeat "
                                    "WHERE role = 'leader'")
                     age = cursor.fetchone()[0]
-                    report["daemon_heartbeat_age_s"] = None if age is None else round(float(age), 1)
+                report["daemon_heartbeat_age_s"] = None if age is None else round(float(age), 1)
         except psycopg2.Error as exc:
             log.warning("health: database unavailable: %s", db.first_line(exc))
             report["database"] = "unavailable"  # the details (host, user) are for the log

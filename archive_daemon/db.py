@@ -90,14 +90,11 @@ def connect(url: str, timeout: int | None = None):
     except psycopg2.OperationalError as exc:
         raise DatabaseError(f"cannot connect to the database: {first_line(exc)}") from None
     try:
-        problem = schema_problem(current_revision(connection))
+        _require_current(connection)
         connection.rollback()
     except BaseException:
         connection.close()
         raise
-    if problem:
-        connection.close()
-        raise DatabaseError(problem)
     return connection
 
 
@@ -106,10 +103,14 @@ def check_schema(engine: sa.Engine) -> None:
     import sqlalchemy as sa
     try:
         with engine.connect() as connection:
-            current = current_revision(connection.connection.dbapi_connection)
+            _require_current(connection.connection.dbapi_connection)
     except sa.exc.OperationalError as exc:
         raise DatabaseError(f"cannot connect to the database: {first_line(exc)}") from None
-    problem = schema_problem(current)
+
+
+def _require_current(connection) -> None:
+    """Raise DatabaseError unless the schema behind a DBAPI connection is this code's."""
+    problem = schema_problem(current_revision(connection))
     if problem:
         raise DatabaseError(problem)
 
