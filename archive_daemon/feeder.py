@@ -13,7 +13,8 @@ import time
 from .access import Rules
 from .config import Config
 from .deletions import ALWAYS_DROPPABLE
-from .loader import Batch, HeaderReaders
+from .loader import Batch
+from .readers import HeaderReaders
 from .settle import Key, Settler
 from .store import delete_files
 from .watcher import DiskEntry

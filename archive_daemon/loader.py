@@ -1,33 +1,24 @@
 """Load files into the archive: read headers in parallel, write rows in batches.
 
 Only new and changed files are read; the scan/database merge in `watcher` decides which.
-Header parsing is CPU-bound, so it runs in a pool of processes fed a bounded number of
-chunks at a time (memory stays flat however large the tree), while this process writes
-the finished rows to PostgreSQL in batches. What a reader does with one file is filerow.py.
+Header parsing runs in reader processes (readers.py) while this process writes the finished
+rows to PostgreSQL in batches. What a reader does with one file is filerow.py.
 """
 
 from __future__ import annotations
 
-import importlib
-import itertools
-import multiprocessing
-import signal
 import sys
-import threading
 from dataclasses import dataclass, field
-from multiprocessing import resource_tracker
 from typing import Callable, Iterable, Iterator
 
-from . import access, rulesources, store
+from . import rulesources, store
 from .config import Config, RootConfig
 from .deletions import guard
+from .readers import HeaderReaders
 from .recompute import decide_directory
 from .rulefile import DEFAULT_MAX_BYTES
 from .schedule import current_rules
 from .watcher import DiskEntry, ScanProblems, diff, name_filter, scan
-
-CHUNK = 32            # files per task sent to a worker process
-CHUNKS_PER_WORKER = 4  # tasks in flight per worker: enough to keep it busy, no more
 
 
 @dataclass
@@ -74,150 +65,6 @@ class Summary:
             print(f"  not removed: {message}", file=out)
         for error in self.rule_errors:
             print(f"  rules unusable, files there readable by staff only: {error}", file=out)
-
-
-_worker_state: list = []
-
-
-def _init_worker(config: Config, rules: access.Rules) -> None:
-    # Ctrl-C reaches the whole process group: the parent decides what stops, and stops us.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker_state[:] = [config, rules]
-
-
-def _worker_chunk(task):
-    root, chunk = task
-    return _read(root, chunk, *_worker_state)
-
-
-def _read(root: RootConfig, chunk: list, config: Config, rules: access.Rules) -> list:
-    # Imported at the first header read, not before: astropy takes a third of a second to
-    # import, which a load with nothing to read never spends.
-    from .filerow import load_chunk
-    return load_chunk(root, chunk, config, rules)
-
-
-class _Gate:
-    """How many chunks may be in flight to the readers.
-
-    The pool feeds itself from `_chunks` in a thread of its own, which waits here while the
-    readers are full. Pool.terminate() waits for that thread, so a load that ends, however
-    it ends (a batch the database failed abandons it mid-way), closes its gate for good and
-    the feeding stops; otherwise the thread, and terminate(), would wait for ever.
-    """
-
-    def __init__(self, slots: int):
-        self._slots = slots
-        self._closed = False
-        self._changed = threading.Condition()
-
-    def enter(self) -> bool:
-        """Wait for a free slot; False once closed."""
-        with self._changed:
-            self._changed.wait_for(lambda: self._slots > 0 or self._closed)
-            if self._closed:
-                return False
-            self._slots -= 1
-            return True
-
-    def leave(self) -> None:
-        with self._changed:
-            self._slots += 1
-            self._changed.notify()
-
-    def close(self) -> None:
-        with self._changed:
-            self._closed = True
-            self._changed.notify_all()
-
-
-def _chunks(root: RootConfig, items: Iterator, size: int, gate: _Gate | None) -> Iterator:
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            if gate is not None and not gate.enter():
-                return
-            yield root, chunk
-            chunk = []
-    if chunk and (gate is None or gate.enter()):
-        yield root, chunk
-
-
-def _stop_resource_tracker() -> None:
-    """End multiprocessing's resource tracker (started with the first spawned reader) now.
-
-    Left alone, it ends only after this process does, when it sees our end of its pipe
-    close; systemd SIGKILLs, and logs, whatever outlives a service's main process. A later
-    pool starts a new one.
-    """
-    tracker = getattr(resource_tracker, "_resource_tracker", None)
-    stop = getattr(tracker, "_stop", None)  # private, but the only way to end it and wait for it
-    if stop is not None:
-        stop()
-
-
-class HeaderReaders:
-    """The processes that read headers: one per worker, started once and reused by every load.
-
-    With one worker, headers are read in this process. Forked readers start with the first
-    file to read, after this process imported the reading code (astropy) for them all: a
-    load with nothing to read never imports it. Spawned readers (the daemon's) start at once,
-    ready for the first file.
-    """
-
-    def __init__(self, config: Config, workers: int, rules: access.Rules, start_method: str = "fork"):
-        # fork starts at once; a process that already runs threads (the daemon) spawns instead,
-        # since a child forked while another thread holds a lock can hang on it.
-        self.config = config
-        self.rules = rules
-        self.workers = workers
-        self.start_method = start_method
-        self._pool = None
-        if workers > 1 and start_method != "fork":
-            self._start()
-
-    def _start(self) -> None:
-        if self.start_method == "fork":  # imported once here, inherited by every reader
-            importlib.import_module(f"{__package__}.filerow")
-        self._pool = multiprocessing.get_context(self.start_method).Pool(
-            self.workers, initializer=_init_worker, initargs=(self.config, self.rules))
-
-    def load(self, root: RootConfig, todo: Iterable[tuple[str, DiskEntry]]) -> Iterator[tuple]:
-        """(kind, entry, COPY line or None, failure reason or None) for each file, in any order;
-        kind "gone" (and neither line nor reason) for a file deleted before it was read."""
-        todo = iter(todo)
-        if self.workers <= 1:
-            for _, chunk in _chunks(root, todo, CHUNK, None):
-                yield from _read(root, chunk, self.config, self.rules)
-            return
-        if self._pool is None:
-            first = next(todo, None)
-            if first is None:
-                return
-            todo = itertools.chain([first], todo)
-            self._start()
-        # Enough work in flight for the workers to go on while a batch is being written.
-        gate = _Gate(max(self.workers * CHUNKS_PER_WORKER, 2 * self.config.ingest.batch_size // CHUNK))
-        try:
-            for results in self._pool.imap_unordered(_worker_chunk, _chunks(root, todo, CHUNK, gate)):
-                gate.leave()
-                yield from results
-        finally:  # finished, or abandoned: either way nothing more is to be fed
-            gate.close()
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
-            _stop_resource_tracker()
-
-    def __enter__(self) -> "HeaderReaders":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def compare(connection, root: RootConfig, prefixes: Iterable[str], summary: Summary,

@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from archive_daemon.config import load_config
-from archive_daemon.loader import Batch, HeaderReaders, ingest
+from archive_daemon.loader import Batch, ingest
+from archive_daemon.readers import HeaderReaders
 from archive_daemon.access import Rules, Schedule
 from archive_daemon.watcher import DiskEntry
 from conftest import failures, rows, write_config
