@@ -149,7 +149,7 @@ class HeaderReaders:
         """A new reader in place of a dead one; how the dead one ended, and the chunks it held."""
         how = dead.stop()
         lost = list(dead.sent)
-        log.warning("a header reader process died (%s); its %d files are read again, one at a time",
+        log.warning("a header reader process died (%s) with %d files to read; they are read again",
                     how, sum(len(chunk) for chunk in lost))
         reader = _Reader(multiprocessing.get_context("spawn"), self.config, self.rules, self._inbox)
         reader.thread.start()
@@ -188,13 +188,17 @@ class HeaderReaders:
                     yield from results
                     continue
                 how, lost = self._replace(reader)
-                for chunk in lost:
-                    in_flight -= 1
-                    if len(chunk) > 1:
-                        again.extend([item] for item in chunk)
-                    else:  # alone, it killed its reader: a failure, never tried again as it is
-                        kind, entry = chunk[0]
-                        yield kind, entry, None, f"the header reader process died reading this file ({how})"
+                in_flight -= len(lost)
+                if not lost:  # died idle
+                    continue
+                # The first was being read when it died; the others were never begun (a
+                # reader takes its chunks in order) and go as they are.
+                again.extend(lost[1:])
+                if len(lost[0]) > 1:
+                    again.extend([item] for item in lost[0])
+                else:  # alone, it killed its reader: a failure, never tried again as it is
+                    kind, entry = lost[0][0]
+                    yield kind, entry, None, f"the header reader process died reading this file ({how})"
         finally:
             if in_flight:  # abandoned mid-way: what is still being read belongs to no load
                 self.close()
