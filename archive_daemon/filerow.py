@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from . import access, previewcache, store
+from . import access, store
 from .config import Config, RootConfig
 from .fitsfile import CARD, BadFile, Vanished, read_headers
 from .fitsmeta import extract
@@ -74,6 +74,7 @@ def load_chunk(root: RootConfig, chunk: list[tuple[str, DiskEntry]], config: Con
 def _prerender(root: RootConfig, entry: DiskEntry, config: Config) -> None:
     """The file's previews, rendered now (ingest.previews) so that the first view is instant.
     A file that cannot be drawn is still archived: the API answers its preview with a 404."""
+    from . import previewcache  # drawing's imports, only where previews are made at ingest
     cache = previewcache.PreviewCache(config.api.preview_cache_dir, config.api.preview_cache_bytes)
     try:
         previewcache.prerender(cache, os.path.join(root.path, entry.path), config.ingest.previews)
