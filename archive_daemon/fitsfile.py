@@ -38,6 +38,8 @@ _KEYWORD = re.compile(rb"[A-Z0-9_-]{1,8} *(= |$)")
 # The value forms nearly every card uses (columns 11-80): a quoted string, T/F, an integer,
 # a real. Anything else (complex values, odd spacing) goes to astropy's full parser.
 _COMMENTARY = ("COMMENT ", "HISTORY ", "        ")  # text cards even when column 9 holds '='
+# Each 80-column card in turn: its keyword when it has a value ("= " in columns 9-10), else "".
+_VALUE_KEYWORDS = re.compile(r"(?:([^ ].{7})= |.{10}).{70}", re.DOTALL)
 _VALUE = re.compile(r" *(?:'((?:[^']|'')*)'|([TF])|([+-]?\d+)|([+-]?(?:\d+\.?\d*|\.\d+)(?:[EeDd][+-]?\d+)?)) *(?:/ *(.*?) *)?$")
 _MAGIC = {
     b"\xff\xd8\xff": "a JPEG image",
@@ -69,10 +71,13 @@ class Cards:
     def __init__(self, text: str):
         self.text = text
         self._values: dict = {}
-        # Built backwards so that a keyword given twice keeps its first card, as astropy does.
-        self._index: dict[str, int] = {
-            text[i:i + 8].rstrip(): i for i in range(len(text) - CARD, -1, -CARD)
-            if text[i + 8:i + 10] == "= " and text[i:i + 8] not in _COMMENTARY}
+        # One regex pass finds every card's keyword in C; the dict is built backwards so that
+        # a keyword given twice keeps its first card, as astropy does.
+        keys = _VALUE_KEYWORDS.findall(text)
+        self._index: dict[str, int] = dict(zip(map(str.rstrip, reversed(keys)),
+                                               range((len(keys) - 1) * CARD, -1, -CARD)))
+        for text_card in ("", "COMMENT", "HISTORY"):  # cards with no value, and text cards
+            self._index.pop(text_card, None)
 
     def keys(self):
         return self._index.keys()
