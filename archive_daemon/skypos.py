@@ -25,7 +25,9 @@ _SEXAGESIMAL = re.compile(r"[:hdms\s]")
 # "12:34:56.7", "-05 09 56": the forms headers nearly always use, read without astropy's
 # general angle grammar (~50 us a value); anything else (12h34m, radians...) goes to it.
 _PLAIN_DMS = re.compile(r"([+-]?)(\d{1,3})(?::|\s+)(\d{1,2})(?::|\s+)(\d{1,2}(?:\.\d*)?)")
-_WCS_KEY = re.compile(r"(CTYPE|CRVAL|CRPIX|CDELT|CUNIT|CROTA)[12]$|(CD|PC)[12]_[12]$|PV[12]_\d+$|LONPOLE$|LATPOLE$")
+# The celestial WCS keywords among a header's, one per line: found in one pass.
+_WCS_KEYS = re.compile(r"^(?:(?:CTYPE|CRVAL|CRPIX|CDELT|CUNIT|CROTA)[12]|(?:CD|PC)[12]_[12]|PV[12]_\d+"
+                       r"|LONPOLE|LATPOLE)$", re.MULTILINE)
 _UNITS = {"hours": u.hourangle, "degrees": u.deg, "radians": u.rad}
 
 
@@ -144,7 +146,7 @@ def wcs_footprint(header) -> tuple[tuple[float, float], list[tuple[float, float]
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not abs(value) <= limit:
             raise PositionError(f"WCS unusable: {key} {value!r} is not a sky position")
     # wcslib parses the card images it is given: the WCS ones only, not the whole header.
-    cards = "".join(header.image(k) for k in header.keys() if k[:1] in "CPL" and _WCS_KEY.match(k))
+    cards = "".join(map(header.image, _WCS_KEYS.findall("\n".join(header.keys()))))
     pixels = np.array([[0.5, 0.5], [n1 + 0.5, 0.5], [n1 + 0.5, n2 + 0.5], [0.5, n2 + 0.5],
                        [(n1 + 1) / 2, (n2 + 1) / 2]])
     try:
