@@ -28,6 +28,9 @@ _PLAIN_DMS = re.compile(r"([+-]?)(\d{1,3})(?::|\s+)(\d{1,2})(?::|\s+)(\d{1,2}(?:
 # The celestial WCS keywords among a header's, one per line: found in one pass.
 _WCS_KEYS = re.compile(r"^(?:(?:CTYPE|CRVAL|CRPIX|CDELT|CUNIT|CROTA)[12]|(?:CD|PC)[12]_[12]|PV[12]_\d+"
                        r"|LONPOLE|LATPOLE)$", re.MULTILINE)
+# The keywords of the usual WCS, which _plain_wcs hands to wcslib as values.
+_PLAIN_KEYS = {f"{key}{axis}" for key in ("CTYPE", "CRVAL", "CRPIX", "CDELT", "CUNIT") for axis in (1, 2)} | \
+    {f"{matrix}{i}_{j}" for matrix in ("CD", "PC") for i in (1, 2) for j in (1, 2)}
 _UNITS = {"hours": u.hourangle, "degrees": u.deg, "radians": u.rad}
 
 
@@ -145,12 +148,13 @@ def wcs_footprint(header) -> tuple[tuple[float, float], list[tuple[float, float]
         value = header.get(key, 0.0)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not abs(value) <= limit:
             raise PositionError(f"WCS unusable: {key} {value!r} is not a sky position")
-    # wcslib parses the card images it is given: the WCS ones only, not the whole header.
-    cards = "".join(map(header.image, _WCS_KEYS.findall("\n".join(header.keys()))))
+    keys = _WCS_KEYS.findall("\n".join(header.keys()))
     pixels = np.array([[0.5, 0.5], [n1 + 0.5, 0.5], [n1 + 0.5, n2 + 0.5], [0.5, n2 + 0.5],
                        [(n1 + 1) / 2, (n2 + 1) / 2]])
     try:
-        wcs = Wcsprm(header=cards.encode("ascii"), warnings=False)
+        wcs = _plain_wcs(header, keys)
+        if wcs is None:  # wcslib parses the card images it is given: the WCS ones only
+            wcs = Wcsprm(header="".join(map(header.image, keys)).encode("ascii"), warnings=False)
         wcs.set()
         world = wcs.p2s(pixels, 1)["world"]
     except Exception as exc:
@@ -162,6 +166,35 @@ def wcs_footprint(header) -> tuple[tuple[float, float], list[tuple[float, float]
     if max(_separation(centre, p) for p in points) > MAX_FOOTPRINT_DEG / 2:
         raise PositionError("WCS footprint is implausibly large: ignored")
     return centre, points
+
+
+def _plain_wcs(header, keys: list[str]) -> Wcsprm | None:
+    """The usual celestial WCS (CTYPE, CRVAL, CRPIX, and a CD matrix or CDELT with an optional
+    PC matrix, in degrees) handed to wcslib as values: five times faster than wcslib parsing
+    the cards. None for any other kind (PV, CROTA, LONPOLE, other units, CD with PC or
+    CDELT, a value that is not a number), which wcslib reads from the cards itself."""
+    if not _PLAIN_KEYS.issuperset(keys):
+        return None
+    values = {key: header.get(key) for key in keys}
+    units = [values.pop(key, "deg") for key in ("CUNIT1", "CUNIT2")]
+    ctypes = [values.pop(key) for key in ("CTYPE1", "CTYPE2")]
+    if not all(isinstance(u, str) and u.strip().lower() == "deg" for u in units) or \
+            not all(type(v) in (int, float) for v in values.values()):
+        return None
+    cd = any(key[:2] == "CD" and key[2] != "E" for key in values)
+    if cd and any(key[:2] == "PC" or key[:5] == "CDELT" for key in values):
+        return None
+    wcs = Wcsprm(naxis=2)
+    wcs.ctype = ctypes
+    wcs.crval = [values.get("CRVAL1", 0.0), values.get("CRVAL2", 0.0)]
+    wcs.crpix = [values.get("CRPIX1", 0.0), values.get("CRPIX2", 0.0)]
+    if cd:
+        wcs.cd = [[values.get(f"CD{i}_{j}", 0.0) for j in (1, 2)] for i in (1, 2)]
+    else:
+        if any(key[:2] == "PC" for key in values):
+            wcs.pc = [[values.get(f"PC{i}_{j}", float(i == j)) for j in (1, 2)] for i in (1, 2)]
+        wcs.cdelt = [values.get("CDELT1", 1.0), values.get("CDELT2", 1.0)]
+    return wcs
 
 
 def _separation(a, b) -> float:

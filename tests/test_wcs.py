@@ -1,0 +1,46 @@
+"""Footprints from image WCS headers: the corners astropy's WCS gives, whatever form the WCS takes.
+
+The usual forms are handed to wcslib as values and the others as cards (skypos._plain_wcs);
+both must give what astropy.wcs.WCS gives for the same header.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from archive_daemon.fitsfile import Cards
+from archive_daemon.skypos import wcs_footprint
+
+TAN = {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 150.0, "CRVAL2": 2.0, "CRPIX1": 1024.5, "CRPIX2": 1000.0}
+FORMS = {
+    "CD matrix, rotated": {**TAN, "CD1_1": -1.1e-4, "CD1_2": 2e-5, "CD2_1": 1.9e-5, "CD2_2": 1.0e-4},
+    "CD matrix, off-diagonal left out": {**TAN, "CD1_1": -1e-4, "CD2_2": 1e-4, "CUNIT1": "deg", "CUNIT2": "deg"},
+    "CDELT alone": {**TAN, "CDELT1": -2e-4, "CDELT2": 2e-4},
+    "PC matrix and CDELT": {**TAN, "CDELT1": -2e-4, "CDELT2": 2e-4, "PC1_1": 0.9, "PC1_2": -0.4, "PC2_1": 0.4,
+                            "PC2_2": 0.9},
+    "PC without CDELT": {**TAN, "PC1_1": -1e-4, "PC2_2": 1e-4},
+    "SIN projection across RA 0": {**TAN, "CTYPE1": "RA---SIN", "CTYPE2": "DEC--SIN", "CRVAL1": 0.05,
+                                   "CDELT1": -1e-4, "CDELT2": 1e-4},
+    "near the pole": {**TAN, "CRVAL2": 89.95, "CDELT1": -1e-4, "CDELT2": 1e-4},
+    "CROTA2 (read from the cards)": {**TAN, "CDELT1": -2e-4, "CDELT2": 2e-4, "CROTA2": 30.0},
+    "LONPOLE (read from the cards)": {**TAN, "CDELT1": -2e-4, "CDELT2": 2e-4, "LONPOLE": 170.0},
+    "arcseconds (read from the cards)": {**TAN, "CDELT1": -0.5, "CDELT2": 0.5, "CUNIT1": "arcsec",
+                                         "CUNIT2": "arcsec"},
+    "CD with CDELT (read from the cards)": {**TAN, "CD1_1": -1e-4, "CD2_2": 1e-4, "CDELT1": 3.0, "CDELT2": 3.0},
+    "ZPN with PV terms (read from the cards)": {**TAN, "CTYPE1": "RA---ZPN", "CTYPE2": "DEC--ZPN", "CDELT1": -1e-4,
+                                                "CDELT2": 1e-4, "PV2_1": 1.0, "PV2_3": 20.0},
+}
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_the_footprint_is_the_corners_astropy_gives(form):
+    header = fits.Header({"NAXIS": 2, "NAXIS1": 2048, "NAXIS2": 2000, **FORMS[form]})
+    centre, corners = wcs_footprint(Cards(header.tostring()))
+    pixels = np.array([[0.5, 0.5], [2048.5, 0.5], [2048.5, 2000.5], [0.5, 2000.5], [1024.5, 1000.5]])
+    expected = WCS(header).wcs_pix2world(pixels, 1)
+    got = np.array([*corners, centre])
+    assert np.allclose(got[:, 1], expected[:, 1], rtol=0, atol=1e-9)
+    assert np.allclose((got[:, 0] - expected[:, 0] + 180) % 360 - 180, 0, rtol=0, atol=1e-9)
