@@ -29,6 +29,8 @@ CARD = 80
 # ends (a gzip bomb of blanks, say) costs to read.
 MAX_HEADER_CARDS = 100_000
 MAX_NAXIS = 999                       # the FITS standard's limit
+# Bytes read from disk at a time: a usual header (up to 280 cards) in one read, not one per block.
+READ_AHEAD = 8 * BLOCK
 BITPIX_VALUES = (8, 16, 32, 64, -32, -64)
 # What reading a damaged or vanishing file raises (zlib.error: a corrupt deflate stream).
 _UNREADABLE = (OSError, EOFError, zlib.error)
@@ -40,7 +42,10 @@ _KEYWORD = re.compile(rb"[A-Z0-9_-]{1,8} *(= |$)")
 _COMMENTARY = ("COMMENT ", "HISTORY ", "        ")  # text cards even when column 9 holds '='
 # Each 80-column card in turn: its keyword when it has a value ("= " in columns 9-10), else "".
 _VALUE_KEYWORDS = re.compile(r"(?:([^ ].{7})= |.{10}).{70}", re.DOTALL)
-_VALUE = re.compile(r" *(?:'((?:[^']|'')*)'|([TF])|([+-]?\d+)|([+-]?(?:\d+\.?\d*|\.\d+)(?:[EeDd][+-]?\d+)?)) *(?:/ *(.*?) *)?$")
+_VALUE_FORMS = r" *(?:'((?:[^']|'')*)'|([TF])|([+-]?\d+)|([+-]?(?:\d+\.?\d*|\.\d+)(?:[EeDd][+-]?\d+)?)) *"
+_VALUE = re.compile(_VALUE_FORMS + r"(?:/ *(.*?) *)?$")  # and the comment, for card_fields
+# The value alone, for Cards: a comment is skipped, not parsed (four times faster a card).
+_VALUE_ONLY = re.compile(_VALUE_FORMS + r"(?:/.*)?$")
 _MAGIC = {
     b"\xff\xd8\xff": "a JPEG image",
     b"\x89PNG": "a PNG image",
@@ -96,7 +101,7 @@ class Cards:
         at = self._index.get(key)
         if at is None:
             return None
-        match = _VALUE.match(self.text, at + 10, at + CARD)
+        match = _VALUE_ONLY.match(self.text, at + 10, at + CARD)
         if match:
             return _value(match)
         try:
@@ -107,7 +112,7 @@ class Cards:
 
 
 def _value(match: re.Match):
-    text, logical, integer, real, _ = match.groups()
+    text, logical, integer, real = match.group(1, 2, 3, 4)
     if text is not None:
         return text.replace("''", "'").rstrip()
     if logical is not None:
@@ -271,7 +276,7 @@ def _open(root: str, path: str):
     if why:
         os.close(fd)
         raise BadFile(why)
-    return os.fdopen(fd, "rb")
+    return os.fdopen(fd, "rb", buffering=READ_AHEAD)
 
 
 def _stream(handle):
