@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from . import obstime, skypos
 from .fitsfile import HeaderSet
+from .footprint import wcs_footprint
 from .keywords import InstrumentProfile, KeywordMap, choose_profile
 from .layout import placement
 
@@ -147,7 +148,7 @@ def _position(reader: _Reader, meta: Metadata) -> None:
                  wcs_header.get("EQUINOX", equinox))
     footprint = None
     try:
-        footprint = skypos.wcs_footprint(wcs_header)
+        footprint = wcs_footprint(wcs_header)
         if footprint is not None:
             meta.footprint, _ = skypos.to_icrs(footprint[1], *wcs_frame)
     except skypos.PositionError as exc:

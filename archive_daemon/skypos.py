@@ -1,4 +1,4 @@
-"""Sky positions from headers: RA/DEC keywords in any usual form, and WCS footprints.
+"""Sky positions from headers (RA/DEC keywords in any usual form), and how pgsphere takes them.
 
 Everything leaves this module as ICRS degrees. A value that cannot be a position raises
 PositionError: the archive stores no position rather than a wrong one.
@@ -10,12 +10,6 @@ import math
 import re
 import warnings
 
-import astropy.units as u
-import numpy as np
-from astropy.wcs import Wcsprm
-
-# A footprint larger than this across is a broken WCS, not a real field of view.
-MAX_FOOTPRINT_DEG = 20.0
 # How much larger than its farthest vertex a footprint's bounding circle is: far more than the
 # rounding of degrees to radians and back, far less than anything a search could notice.
 CIRCLE_MARGIN_DEG = 1e-6
@@ -25,13 +19,9 @@ _SEXAGESIMAL = re.compile(r"[:hdms\s]")
 # "12:34:56.7", "-05 09 56": the forms headers nearly always use, read without astropy's
 # general angle grammar (~50 us a value); anything else (12h34m, radians...) goes to it.
 _PLAIN_DMS = re.compile(r"([+-]?)(\d{1,3})(?::|\s+)(\d{1,2})(?::|\s+)(\d{1,2}(?:\.\d*)?)")
-# The celestial WCS keywords among a header's, one per line: found in one pass.
-_WCS_KEYS = re.compile(r"^(?:(?:CTYPE|CRVAL|CRPIX|CDELT|CUNIT|CROTA)[12]|(?:CD|PC)[12]_[12]|PV[12]_\d+"
-                       r"|LONPOLE|LATPOLE)$", re.MULTILINE)
-# The keywords of the usual WCS, which _plain_wcs hands to wcslib as values.
-_PLAIN_KEYS = {f"{key}{axis}" for key in ("CTYPE", "CRVAL", "CRPIX", "CDELT", "CUNIT") for axis in (1, 2)} | \
-    {f"{matrix}{i}_{j}" for matrix in ("CD", "PC") for i in (1, 2) for j in (1, 2)}
-_UNITS = {"hours": u.hourangle, "degrees": u.deg, "radians": u.rad}
+# The units a header's RA or DEC may be given in (keywords.ra_unit...): degrees in one, and
+# the unit's name for astropy.
+_UNITS = {"hours": (15.0, "hourangle"), "degrees": (1.0, "deg"), "radians": (math.degrees(1.0), "rad")}
 
 
 class PositionError(ValueError):
@@ -45,7 +35,11 @@ def _sexagesimal(text: str, unit: str) -> float:
         value = int(whole) + int(minutes) / 60 + float(seconds) / 3600
         return (-value if sign == "-" else value) * (15.0 if unit == "hours" else 1.0)
     from astropy.coordinates import Angle  # slow to import, and most headers never need it
-    return Angle(text, unit=_UNITS[unit]).degree
+    from astropy.units import UnitsError
+    try:
+        return Angle(text, unit=_UNITS[unit][1]).degree
+    except UnitsError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _angle(value, unit: str, what: str, is_ra: bool) -> float:
@@ -57,11 +51,11 @@ def _angle(value, unit: str, what: str, is_ra: bool) -> float:
         if unit == "auto":
             unit = "hours" if (sexagesimal and is_ra) else "degrees"
         try:
-            degrees = _sexagesimal(text, unit) if sexagesimal else float(text) * _UNITS[unit].to(u.deg)
-        except (ValueError, u.UnitsError):
+            degrees = _sexagesimal(text, unit) if sexagesimal else float(text) * _UNITS[unit][0]
+        except ValueError:
             raise PositionError(f"{what} {text!r} is not an angle") from None
     elif isinstance(value, (int, float)):
-        degrees = float(value) * _UNITS["degrees" if unit == "auto" else unit].to(u.deg)
+        degrees = float(value) * _UNITS["degrees" if unit == "auto" else unit][0]
     else:
         raise PositionError(f"{what} {value!r} is not an angle")
     if not math.isfinite(degrees):
@@ -114,6 +108,8 @@ def to_icrs(points: list[tuple[float, float]], radesys: str | None, equinox_valu
         return points, None
     if frame not in ("FK4", "FK4-NO-E", "FK5"):
         return points, f"reference system {frame!r} not understood: position assumed ICRS"
+    import astropy.units as u
+    import numpy as np
     from astropy.coordinates import FK4, FK5, ICRS, SkyCoord  # slow to import; rarely needed
     from astropy.time import Time
     if frame == "FK5":
@@ -126,81 +122,6 @@ def to_icrs(points: list[tuple[float, float]], radesys: str | None, equinox_valu
         raise PositionError(f"{frame} equinox {equinox or 1950.0:g} gives no finite ICRS position")
     converted = [(float(r), float(d)) for r, d in zip(coords.ra.deg, coords.dec.deg)]
     return converted, f"position converted from {frame} equinox {equinox or 1950.0:g} to ICRS"
-
-
-def wcs_footprint(header) -> tuple[tuple[float, float], list[tuple[float, float]]] | None:
-    """Centre and corners (degrees, in the WCS's own frame) of a celestial image WCS, or None.
-
-    `header` is a fitsfile.Cards. Raises PositionError when the header claims a celestial
-    WCS that does not work.
-    """
-    ctype1 = str(header.get("CTYPE1", "")).upper()
-    ctype2 = str(header.get("CTYPE2", "")).upper()
-    if not (ctype1.startswith("RA--") and ctype2.startswith("DEC-")):
-        return None
-    try:
-        n1, n2 = int(header.get("NAXIS1", 0)), int(header.get("NAXIS2", 0))
-    except (TypeError, ValueError):
-        return None
-    if n1 <= 0 or n2 <= 0:
-        return None
-    for key, limit in (("CRVAL1", 360.0), ("CRVAL2", 90.0)):
-        value = header.get(key, 0.0)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not abs(value) <= limit:
-            raise PositionError(f"WCS unusable: {key} {value!r} is not a sky position")
-    keys = _WCS_KEYS.findall("\n".join(header.keys()))
-    pixels = np.array([[0.5, 0.5], [n1 + 0.5, 0.5], [n1 + 0.5, n2 + 0.5], [0.5, n2 + 0.5],
-                       [(n1 + 1) / 2, (n2 + 1) / 2]])
-    try:
-        wcs = _plain_wcs(header, keys)
-        if wcs is None:  # wcslib parses the card images it is given: the WCS ones only
-            wcs = Wcsprm(header="".join(map(header.image, keys)).encode("ascii"), warnings=False)
-        wcs.set()
-        world = wcs.p2s(pixels, 1)["world"]
-    except Exception as exc:
-        raise PositionError(f"WCS unusable: {' '.join(str(exc).split())[:120]}") from None
-    if not np.all(np.isfinite(world)):
-        raise PositionError("WCS gives no finite sky position for the image corners")
-    points = [(float(r) % 360.0, float(d)) for r, d in world[:4]]
-    centre = (float(world[4][0]) % 360.0, float(world[4][1]))
-    if max(_separation(centre, p) for p in points) > MAX_FOOTPRINT_DEG / 2:
-        raise PositionError("WCS footprint is implausibly large: ignored")
-    return centre, points
-
-
-def _plain_wcs(header, keys: list[str]) -> Wcsprm | None:
-    """The usual celestial WCS (CTYPE, CRVAL, CRPIX, and a CD matrix or CDELT with an optional
-    PC matrix, in degrees) handed to wcslib as values: five times faster than wcslib parsing
-    the cards. None for any other kind (PV, CROTA, LONPOLE, other units, CD with PC or
-    CDELT, a value that is not a number), which wcslib reads from the cards itself."""
-    if not _PLAIN_KEYS.issuperset(keys):
-        return None
-    values = {key: header.get(key) for key in keys}
-    units = [values.pop(key, "deg") for key in ("CUNIT1", "CUNIT2")]
-    ctypes = [values.pop(key) for key in ("CTYPE1", "CTYPE2")]
-    if not all(isinstance(u, str) and u.strip().lower() == "deg" for u in units) or \
-            not all(type(v) in (int, float) for v in values.values()):
-        return None
-    cd = any(key[:2] == "CD" and key[2] != "E" for key in values)
-    if cd and any(key[:2] == "PC" or key[:5] == "CDELT" for key in values):
-        return None
-    wcs = Wcsprm(naxis=2)
-    wcs.ctype = ctypes
-    wcs.crval = [values.get("CRVAL1", 0.0), values.get("CRVAL2", 0.0)]
-    wcs.crpix = [values.get("CRPIX1", 0.0), values.get("CRPIX2", 0.0)]
-    if cd:
-        wcs.cd = [[values.get(f"CD{i}_{j}", 0.0) for j in (1, 2)] for i in (1, 2)]
-    else:
-        if any(key[:2] == "PC" for key in values):
-            wcs.pc = [[values.get(f"PC{i}_{j}", float(i == j)) for j in (1, 2)] for i in (1, 2)]
-        wcs.cdelt = [values.get("CDELT1", 1.0), values.get("CDELT2", 1.0)]
-    return wcs
-
-
-def _separation(a, b) -> float:
-    ra1, dec1, ra2, dec2 = map(math.radians, (a[0], a[1], b[0], b[1]))
-    cos = math.sin(dec1) * math.sin(dec2) + math.cos(dec1) * math.cos(dec2) * math.cos(ra1 - ra2)
-    return math.degrees(math.acos(max(-1.0, min(1.0, cos))))
 
 
 def spoint_literal(ra: float, dec: float) -> str:

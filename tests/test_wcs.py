@@ -1,6 +1,6 @@
 """Footprints from image WCS headers: the corners astropy's WCS gives, whatever form the WCS takes.
 
-The usual forms are handed to wcslib as values and the others as cards (skypos._plain_wcs);
+The usual gnomonic form is computed by the archive and the others by wcslib from the cards (footprint.py);
 both must give what astropy.wcs.WCS gives for the same header.
 """
 
@@ -12,7 +12,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from archive_daemon.fitsfile import Cards
-from archive_daemon.skypos import wcs_footprint
+from archive_daemon.footprint import wcs_footprint
 
 TAN = {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 150.0, "CRVAL2": 2.0, "CRPIX1": 1024.5, "CRPIX2": 1000.0}
 FORMS = {
@@ -25,6 +25,11 @@ FORMS = {
     "SIN projection across RA 0": {**TAN, "CTYPE1": "RA---SIN", "CTYPE2": "DEC--SIN", "CRVAL1": 0.05,
                                    "CDELT1": -1e-4, "CDELT2": 1e-4},
     "near the pole": {**TAN, "CRVAL2": 89.95, "CDELT1": -1e-4, "CDELT2": 1e-4},
+    "at the pole": {**TAN, "CRVAL2": 90.0, "CDELT1": -1e-4, "CDELT2": 1e-4},
+    "south, across RA 0, wide": {**TAN, "CRVAL1": 359.9, "CRVAL2": -62.5, "CD1_1": -2e-3, "CD1_2": -1e-3,
+                                 "CD2_1": -1e-3, "CD2_2": 2e-3},
+    "integer values": {**TAN, "CRVAL1": 10, "CRVAL2": -5, "CRPIX1": 1024, "CRPIX2": 1000, "CDELT1": -1, "CDELT2": 1,
+                       "PC1_1": 0, "PC1_2": 1e-4, "PC2_1": 1e-4, "PC2_2": 0},
     "CROTA2 (read from the cards)": {**TAN, "CDELT1": -2e-4, "CDELT2": 2e-4, "CROTA2": 30.0},
     "LONPOLE (read from the cards)": {**TAN, "CDELT1": -2e-4, "CDELT2": 2e-4, "LONPOLE": 170.0},
     "arcseconds (read from the cards)": {**TAN, "CDELT1": -0.5, "CDELT2": 0.5, "CUNIT1": "arcsec",
