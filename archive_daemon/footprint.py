@@ -66,7 +66,7 @@ def _gnomonic(header, keys: list[str], pixels) -> list[tuple[float, float]] | No
     units = [values.pop(key, "deg") for key in ("CUNIT1", "CUNIT2")]
     if ctypes != ["RA---TAN", "DEC--TAN"] or \
             not all(isinstance(unit, str) and unit.strip().lower() == "deg" for unit in units) or \
-            not all(type(v) in (int, float) for v in values.values()):
+            not all(type(v) in (int, float) and math.isfinite(v) for v in values.values()):
         return None
     cd = any(key[:2] == "CD" and key[2] != "E" for key in values)
     if cd and any(key[:2] == "PC" or key[:5] == "CDELT" for key in values):
@@ -77,8 +77,8 @@ def _gnomonic(header, keys: list[str], pixels) -> list[tuple[float, float]] | No
         scale = (values.get("CDELT1", 1.0), values.get("CDELT2", 1.0))
         matrix = [[scale[i - 1] * values.get(f"PC{i}_{j}", float(i == j)) for j in (1, 2)] for i in (1, 2)]
     ra0, dec0 = math.radians(values.get("CRVAL1", 0.0)), math.radians(values.get("CRVAL2", 0.0))
-    if not abs(dec0) < math.pi / 2:
-        return None  # at the pole the native longitude of the pole changes: wcslib's case
+    if not abs(dec0) < math.pi / 2 or matrix[0][0] * matrix[1][1] == matrix[0][1] * matrix[1][0]:
+        return None  # at the pole, or with a singular matrix: wcslib's cases, and its words
     crpix1, crpix2 = values.get("CRPIX1", 0.0), values.get("CRPIX2", 0.0)
     sin0, cos0 = math.sin(dec0), math.cos(dec0)
     world = []

@@ -13,6 +13,7 @@ from astropy.wcs import WCS
 
 from archive_daemon.fitsfile import Cards
 from archive_daemon.footprint import wcs_footprint
+from archive_daemon.skypos import PositionError
 
 TAN = {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 150.0, "CRVAL2": 2.0, "CRPIX1": 1024.5, "CRPIX2": 1000.0}
 FORMS = {
@@ -49,3 +50,11 @@ def test_the_footprint_is_the_corners_astropy_gives(form):
     got = np.array([*corners, centre])
     assert np.allclose(got[:, 1], expected[:, 1], rtol=0, atol=1e-9)
     assert np.allclose((got[:, 0] - expected[:, 0] + 180) % 360 - 180, 0, rtol=0, atol=1e-9)
+
+
+def test_a_singular_gnomonic_wcs_gives_no_footprint_and_says_why():
+    values = {"NAXIS": "2", "NAXIS1": "2048", "NAXIS2": "2000", **{k: repr(v) for k, v in TAN.items()},
+              "CD1_1": "0.0", "CD2_2": "0.0"}
+    text = "".join(f"{key:<8}= {value:>20}".ljust(80) for key, value in values.items()) + "END".ljust(80)
+    with pytest.raises(PositionError, match="WCS unusable: .*singular"):
+        wcs_footprint(Cards(text))
