@@ -35,9 +35,7 @@ log = logging.getLogger(__name__)
 
 
 def _read(root: RootConfig, chunk: list, config: Config, rules: access.Rules) -> list:
-    # Imported at the first header read, not before: astropy takes a third of a second to
-    # import, which a load with nothing to read never spends.
-    from .filerow import load_chunk
+    from .filerow import load_chunk  # the reading code, imported by the first read
     return load_chunk(root, chunk, config, rules)
 
 
@@ -120,8 +118,8 @@ class HeaderReaders:
     """The processes that read headers: one per worker, started once and reused by every load.
 
     With one worker, headers are read in this process. Forked readers start with the first
-    file to read, after this process imported the reading code (astropy) for them all: a
-    load with nothing to read never imports it. Spawned readers (the daemon's) start at once,
+    file to read, after this process imported the reading code for them all: a load with
+    nothing to read never starts them. Spawned readers (the daemon's) start at once,
     ready for the first file. A reader started to replace a dead one is always spawned, since
     this process then runs threads, and a child forked while a thread holds a lock can hang.
     """
