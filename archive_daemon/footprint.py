@@ -98,11 +98,23 @@ def _wcslib(header, keys: list[str], pixels) -> list[tuple[float, float]]:
     import numpy as np
     from astropy.wcs import Wcsprm  # slow to import; only WCS forms other than the usual need it
     try:
-        wcs = Wcsprm(header="".join(map(header.image, keys)).encode("ascii"), warnings=False)
+        wcs = Wcsprm(header="".join(_wcslib_card(header, key) for key in keys).encode("ascii"), warnings=False)
+        wcs.unitfix()  # units and projections headers often give against the standard ('DEG',
+        wcs.celfix()   # NCP, GLS), mended as astropy's WCS mends them
         wcs.set()
         return [(float(ra), float(dec)) for ra, dec in wcs.p2s(np.array(pixels), 1)["world"]]
     except Exception as exc:
         raise PositionError(f"WCS unusable: {' '.join(str(exc).split())[:120]}") from None
+
+
+def _wcslib_card(header, key: str) -> str:
+    """The card as wcslib should read it: a real's D exponent (1.5D2, which the standard
+    allows) written as E, which wcslib reads (it takes 1.5D2 for 1.5)."""
+    image = header.image(key)
+    if isinstance(header.get(key), float):
+        value, slash, comment = image[10:].partition("/")
+        image = image[:10] + value.replace("D", "E").replace("d", "e") + slash + comment
+    return image
 
 
 def _separation(a, b) -> float:

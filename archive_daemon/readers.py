@@ -18,6 +18,7 @@ import importlib
 import itertools
 import logging
 import multiprocessing
+import os
 import queue
 import signal
 import threading
@@ -30,6 +31,8 @@ from .watcher import DiskEntry
 
 CHUNK = 32            # files per task sent to a reader
 CHUNKS_PER_WORKER = 4  # tasks in flight per reader: enough to keep it busy, no more
+TRIES_ALONE = 2        # deaths of a reader reading a file alone before the file is failed
+STOP_WAIT = 10.0       # seconds to wait for a killed reader to end
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +46,26 @@ def _serve(tasks, results, config: Config, rules: access.Rules) -> None:
     """A reader process: read each chunk sent, send back its results, until the pipe closes."""
     # Ctrl-C reaches the whole process group: the loader decides what stops, and stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _close_inherited(tasks.fileno(), results.fileno())
     while True:
         try:
             root, chunk = tasks.recv()
         except EOFError:
             return
         results.send(_read(root, chunk, config, rules))
+
+
+def _close_inherited(*keep: int) -> None:
+    """Close every descriptor but the standard three and `keep`.
+
+    A forked reader inherits the loader's ends of its own pipes and of the other readers',
+    and the loader's database connections. Holding them, it would never see its pipes close
+    when the loader dies, however it dies (kill -9, the OOM killer), and would keep the dead
+    loader's sessions open: it would outlive it, blocked.
+    """
+    bounds = sorted({2, *keep}) + [os.sysconf("SC_OPEN_MAX")]
+    for low, high in zip(bounds, bounds[1:]):
+        os.closerange(low + 1, high)
 
 
 def _stop_resource_tracker() -> None:
@@ -103,13 +120,16 @@ class _Reader:
             pass
 
     def stop(self) -> str:
-        """Stop the process (if still alive) and close the pipes; how it ended."""
+        """Kill the process (if still alive) and close the pipes; how it ended.
+
+        A reader has nothing to save, and SIGKILL also ends one that is stopped. One stuck
+        in the kernel (a hung NFS read) cannot end; after STOP_WAIT it is left behind."""
         if self.process.is_alive():
-            self.process.terminate()
-        self.process.join()
+            self.process.kill()
+        self.process.join(STOP_WAIT)
         self.tasks.close()
         if self.thread.ident is not None:  # started: it ends at the end of file it now reads
-            self.thread.join()
+            self.thread.join(STOP_WAIT)
         self.results.close()
         return _death(self.process.exitcode)
 
@@ -158,6 +178,8 @@ class HeaderReaders:
         """(kind, entry, COPY line or None, failure reason or None) for each file, in any order;
         kind "gone" (and neither line nor reason) for a file deleted before it was read."""
         todo = iter(todo)
+        if any(reader.sent for reader in self._readers):
+            self.close()  # a load left unfinished, and not closed: its chunks are no one's now
         if self.workers <= 1:
             for chunk in _chunks(todo, CHUNK):
                 yield from _read(root, chunk, self.config, self.rules)
@@ -172,6 +194,7 @@ class HeaderReaders:
         limit = max(self.workers * CHUNKS_PER_WORKER, 2 * self.config.ingest.batch_size // CHUNK)
         fresh, again = _chunks(todo, CHUNK), collections.deque()
         in_flight = 0
+        deaths: dict[str, int] = {}  # path -> readers that died reading it alone
         try:
             while True:
                 while in_flight < limit and (chunk := again.popleft() if again else next(fresh, None)):
@@ -194,8 +217,12 @@ class HeaderReaders:
                 again.extend(lost[1:])
                 if len(lost[0]) > 1:
                     again.extend([item] for item in lost[0])
-                else:  # alone, it killed its reader: a failure, never tried again as it is
-                    kind, entry = lost[0][0]
+                    continue
+                kind, entry = lost[0][0]
+                deaths[entry.path] = deaths.get(entry.path, 0) + 1
+                if deaths[entry.path] < TRIES_ALONE:  # the death may have been no fault of its own
+                    again.append(lost[0])
+                else:  # it kills whatever reads it: a failure, not tried again as it is
                     yield kind, entry, None, f"the header reader process died reading this file ({how})"
         finally:
             if in_flight:  # abandoned mid-way: what is still being read belongs to no load

@@ -1,7 +1,8 @@
 """Header reader processes that die: the load goes on, no file is lost, nothing hangs.
 
 Real processes killed with real signals: an ingest whose reader is killed mid-way, a file
-that kills each reader that reads it, the service's idle reader killed between loads.
+that kills each reader that reads it and one whose reader is killed once, an ingest killed
+whose readers must end with it, the service's idle reader killed between loads.
 """
 
 from __future__ import annotations
@@ -101,6 +102,58 @@ def test_a_file_that_kills_every_reader_is_a_failure_and_costs_no_other(config, 
     reason = "the header reader process died reading this file (killed by SIGKILL)"
     assert failures(engine) == {f"{NIGHT}/poison.fits": reason}
     assert len(rows(engine)) == 100
+
+
+class UnluckyRules(Rules):
+    """Rules whose decision kills the reader the first time it reads unlucky.fits (a mark on
+    disk says it was done, for the new reader): a death that is no fault of the file."""
+
+    def __init__(self, mark: Path, *args):
+        super().__init__(*args)
+        self.mark = mark
+
+    def decide(self, root_path, facts):
+        if facts.path.endswith("unlucky.fits") and not self.mark.exists():
+            self.mark.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().decide(root_path, facts)
+
+
+def test_a_file_whose_reader_is_killed_while_reading_it_alone_is_read_again(config, archive_root, tmp_path):
+    image(archive_root / NIGHT / "unlucky.fits")
+    path = archive_root / NIGHT / "unlucky.fits"
+    entries = [("new", DiskEntry(f"{NIGHT}/unlucky.fits", path.stat().st_size, path.stat().st_mtime_ns // 1000))]
+    rules = UnluckyRules(tmp_path / "killed-once", config.access, Schedule({}), config.keywords.frame_type_of)
+    with HeaderReaders(config, 2, rules) as readers:
+        results = list(readers.load(config.root("data"), entries))
+    assert (tmp_path / "killed-once").exists()
+    [(kind, entry, line, reason)] = results
+    assert reason is None and line.startswith(f"data\t{NIGHT}/unlucky.fits\t")
+
+
+def test_readers_end_with_an_ingest_killed_by_sigkill(database_url, tmp_path, archive_root, engine):
+    copies(archive_root, 3000)
+    config = write_config(tmp_path, archive_root)
+    process = subprocess.Popen([ARCHIVE, "--config", str(config), "ingest", str(archive_root), "--workers", "2"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "ARCHIVE_DATABASE_URL": database_url})
+    readers = wait_until(lambda: len(found := readers_of(process.pid)) == 2 and found, interval=0.002,
+                         what="two header readers")
+    process.kill()
+    process.wait()
+    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() and "Z" not in _state(pid) for pid in readers),
+               timeout=10, what="the readers of the killed ingest to end")
+    with engine.connect() as connection:  # nor do they keep its database sessions open
+        wait_until(lambda: connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).scalar() == 0, timeout=10, what="the killed ingest's sessions to end")
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
 
 
 def test_the_service_replaces_a_killed_reader_and_goes_on(daemons, engine, archive_root):  # noqa: F811

@@ -19,6 +19,9 @@ TAN = {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 150.0, "CRVAL2": 2.
 FORMS = {
     "CD matrix, rotated": {**TAN, "CD1_1": -1.1e-4, "CD1_2": 2e-5, "CD2_1": 1.9e-5, "CD2_2": 1.0e-4},
     "CD matrix, off-diagonal left out": {**TAN, "CD1_1": -1e-4, "CD2_2": 1e-4, "CUNIT1": "deg", "CUNIT2": "deg"},
+    "units in capitals": {**TAN, "CDELT1": -1e-4, "CDELT2": 1e-4, "CUNIT1": "DEG", "CUNIT2": "DEG"},
+    "units in capitals, SIN (read from the cards)": {**TAN, "CTYPE1": "RA---SIN", "CTYPE2": "DEC--SIN",
+                                                     "CDELT1": -1e-4, "CDELT2": 1e-4, "CUNIT1": "DEG", "CUNIT2": "DEG"},
     "CDELT alone": {**TAN, "CDELT1": -2e-4, "CDELT2": 2e-4},
     "PC matrix and CDELT": {**TAN, "CDELT1": -2e-4, "CDELT2": 2e-4, "PC1_1": 0.9, "PC1_2": -0.4, "PC2_1": 0.4,
                             "PC2_2": 0.9},
@@ -36,12 +39,15 @@ FORMS = {
     "arcseconds (read from the cards)": {**TAN, "CDELT1": -0.5, "CDELT2": 0.5, "CUNIT1": "arcsec",
                                          "CUNIT2": "arcsec"},
     "CD with CDELT (read from the cards)": {**TAN, "CD1_1": -1e-4, "CD2_2": 1e-4, "CDELT1": 3.0, "CDELT2": 3.0},
+    "NCP, the old radio form (read from the cards)": {**TAN, "CTYPE1": "RA---NCP", "CTYPE2": "DEC--NCP",
+                                                      "CDELT1": -1e-4, "CDELT2": 1e-4},
     "ZPN with PV terms (read from the cards)": {**TAN, "CTYPE1": "RA---ZPN", "CTYPE2": "DEC--ZPN", "CDELT1": -1e-4,
                                                 "CDELT2": 1e-4, "PV2_1": 1.0, "PV2_3": 20.0},
 }
 
 
 @pytest.mark.parametrize("form", FORMS)
+@pytest.mark.filterwarnings("ignore::astropy.wcs.FITSFixedWarning")  # astropy telling what it mended
 def test_the_footprint_is_the_corners_astropy_gives(form):
     header = fits.Header({"NAXIS": 2, "NAXIS1": 2048, "NAXIS2": 2000, **FORMS[form]})
     centre, corners = wcs_footprint(Cards(header.tostring()))
@@ -58,3 +64,13 @@ def test_a_singular_gnomonic_wcs_gives_no_footprint_and_says_why():
     text = "".join(f"{key:<8}= {value:>20}".ljust(80) for key, value in values.items()) + "END".ljust(80)
     with pytest.raises(PositionError, match="WCS unusable: .*singular"):
         wcs_footprint(Cards(text))
+
+
+@pytest.mark.parametrize("projection", ["TAN", "SIN"])
+def test_a_real_with_a_d_exponent_is_read_as_the_standard_says(projection):
+    values = {"NAXIS": "2", "NAXIS1": "2048", "NAXIS2": "2000", "CTYPE1": f"'RA---{projection}'",
+              "CTYPE2": f"'DEC--{projection}'", "CRVAL1": "1.5D2", "CRVAL2": "2.0D0", "CRPIX1": "1.0245D3",
+              "CRPIX2": "1000.5", "CDELT1": "-1.0D-4", "CDELT2": "1.0D-4"}
+    text = "".join(f"{key:<8}= {value:>20}".ljust(80) for key, value in values.items()) + "END".ljust(80)
+    centre, _ = wcs_footprint(Cards(text))
+    assert centre == pytest.approx((150.0, 2.0), abs=1e-9)
