@@ -6,9 +6,9 @@ while the loader writes a batch. A bounded number of chunks is in flight at a ti
 stays flat however large the tree.
 
 A reader can die mid-chunk: the OOM killer, an operator's kill, a library crashing on a
-hostile header. Its chunks are then read again by a new reader, one file per task, and a file
-that kills a reader on its own is a failure with that reason. So a load never waits for a
-reader that is gone, and no file outside that one is lost.
+hostile header. Its chunks are then read again by a new reader, the one it was reading one
+file per task, and a file that kills two readers on its own is a failure with that reason.
+So a load never waits for a reader that is gone, and no file outside that one is lost.
 """
 
 from __future__ import annotations
