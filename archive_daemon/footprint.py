@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 
-from .skypos import PositionError
+from .skypos import PositionError, separation
 
 # A footprint larger than this across is a broken WCS, not a real field of view.
 MAX_FOOTPRINT_DEG = 20.0
@@ -52,7 +52,7 @@ def wcs_footprint(header) -> tuple[tuple[float, float], list[tuple[float, float]
         raise PositionError("WCS gives no finite sky position for the image corners")
     points = [(ra % 360.0, dec) for ra, dec in world[:4]]
     centre = (world[4][0] % 360.0, world[4][1])
-    if max(_separation(centre, p) for p in points) > MAX_FOOTPRINT_DEG / 2:
+    if max(separation(centre, p) for p in points) > MAX_FOOTPRINT_DEG / 2:
         raise PositionError("WCS footprint is implausibly large: ignored")
     return centre, points
 
@@ -115,9 +115,3 @@ def _wcslib_card(header, key: str) -> str:
         value, slash, comment = image[10:].partition("/")
         image = image[:10] + value.replace("D", "E").replace("d", "e") + slash + comment
     return image
-
-
-def _separation(a, b) -> float:
-    ra1, dec1, ra2, dec2 = map(math.radians, (a[0], a[1], b[0], b[1]))
-    cos = math.sin(dec1) * math.sin(dec2) + math.cos(dec1) * math.cos(dec2) * math.cos(ra1 - ra2)
-    return math.degrees(math.acos(max(-1.0, min(1.0, cos))))

@@ -154,6 +154,11 @@ def bounding_circle(points: list[tuple[float, float]]) -> tuple[float, float, fl
     return (0.0 if ra == 360.0 else ra), math.degrees(math.atan2(centre[2], math.hypot(centre[0], centre[1]))), radius
 
 
+def separation(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Degrees between two (RA, DEC) positions given in degrees."""
+    return _between(_unit(*a), _unit(*b))
+
+
 def _unit(ra: float, dec: float) -> tuple[float, float, float]:
     ra, dec = math.radians(ra), math.radians(dec)
     return math.cos(dec) * math.cos(ra), math.cos(dec) * math.sin(ra), math.sin(dec)
