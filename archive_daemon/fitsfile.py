@@ -80,8 +80,8 @@ class Cards:
         keys = _VALUE_KEYWORDS.findall(text)
         self._index: dict[str, int] = dict(zip(map(str.rstrip, reversed(keys)),
                                                range((len(keys) - 1) * CARD, -1, -CARD)))
-        for text_card in ("", "COMMENT", "HISTORY"):  # cards with no value, and text cards
-            self._index.pop(text_card, None)
+        for text_card in _COMMENTARY:  # "" stands for every card with no value
+            self._index.pop(text_card.rstrip(), None)
 
     def keys(self):
         return self._index.keys()
