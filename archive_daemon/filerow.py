@@ -1,7 +1,7 @@
 """One file's row, read from its header: what the loader's header-reading processes do.
 
-Kept apart from loader.py so that the process that scans and writes never imports astropy:
-only the readers, which need it, do.
+Kept apart from loader.py so that the process that scans and writes never imports the
+reading code; readers import astropy only for a header that needs it.
 """
 
 from __future__ import annotations
